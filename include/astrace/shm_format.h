@@ -1,0 +1,110 @@
+/* The shared-memory contract between a traced process and the recorder.
+ *
+ * Each traced Python process creates one segment file in the session
+ * directory (ASTRACE_SESSION) and maps it; the recorder maps the same file
+ * and drains it. A segment holds a header, a string table, and a fixed array
+ * of per-thread rings. Every ring has exactly one producer (the thread that
+ * claimed it) and one consumer (the recorder), so a ring needs no lock:
+ * `head` is written only by the producer, `tail` only by the consumer.
+ *
+ * Records (see record.h) are 8-byte aligned and never straddle the end of a
+ * ring: a producer that would cross it writes an ASTRACE_REC_PAD record (or,
+ * if fewer than 8 bytes remain, nothing: readers skip such a tail) and wraps.
+ * A producer that finds too little free space drops the record and counts it
+ * in `dropped_records`; it never waits.
+ *
+ * Strings (callback names, thread names) live in an append-only table: a
+ * string's id is its byte offset in the table plus one, so id 0 means "none".
+ * Entries are published with a release store of `strings_used`; a consumer
+ * that reads a record naming string id N (after an acquire load of the ring
+ * head) is guaranteed to see the entry, because the producer published it
+ * before writing the record.
+ *
+ * This header is shared by the runtime (_astrace) and the recorder and must
+ * stay plain C11 with fixed-size fields. Bump ASTRACE_SHM_VERSION on any change.
+ */
+#ifndef ASTRACE_SHM_FORMAT_H
+#define ASTRACE_SHM_FORMAT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define ASTRACE_SHM_MAGIC 0x3147455354534141ULL /* "AASTSEG1" little-endian */
+#define ASTRACE_SHM_VERSION 1u
+
+#define ASTRACE_THREAD_NAME_MAX 64
+#define ASTRACE_TEXT_MAX 1024
+
+/* Segment life states, written by the producer. */
+enum astrace_seg_state {
+    ASTRACE_SEG_ACTIVE = 1,   /* process is recording */
+    ASTRACE_SEG_FINISHED = 2, /* process shut astrace down cleanly (atexit) */
+};
+
+/* Ring ownership states. */
+enum astrace_ring_state {
+    ASTRACE_RING_FREE = 0,    /* never claimed, or released and fully drained */
+    ASTRACE_RING_OWNED = 1,   /* a live thread writes here */
+    ASTRACE_RING_RETIRED = 2, /* its thread exited; the recorder drains, then frees */
+};
+
+struct astrace_ring_header {
+    _Atomic uint32_t state;  /* enum astrace_ring_state */
+    uint32_t index;          /* position in the segment's ring array */
+    _Atomic int64_t tid;     /* kernel thread id of the owner */
+    _Atomic uint32_t generation; /* bumped each time the ring is claimed anew */
+    uint32_t reserved0;
+    char thread_name[ASTRACE_THREAD_NAME_MAX]; /* NUL-terminated, set at claim */
+    uint8_t pad0[40]; /* header line(s) end at 128 bytes */
+    /* Producer cache line. */
+    _Atomic uint64_t head;            /* total bytes ever written */
+    _Atomic uint64_t dropped_records; /* records refused because the ring was full */
+    uint8_t pad1[48];
+    /* Consumer cache line. */
+    _Atomic uint64_t tail; /* total bytes ever consumed */
+    uint8_t pad2[56];
+};
+
+struct astrace_seg_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size; /* sizeof(struct astrace_seg_header) */
+    int32_t pid;
+    int32_t ppid;
+    _Atomic uint32_t state; /* enum astrace_seg_state */
+    uint32_t ring_count;
+    uint64_t ring_size;          /* bytes of data per ring (power of two) */
+    uint64_t rings_offset;       /* offset of the ring header array */
+    uint64_t ring_data_offset;   /* offset of ring 0's data; ring i at +i*ring_size */
+    uint64_t strings_offset;     /* offset of the string table */
+    uint64_t strings_capacity;   /* bytes */
+    _Atomic uint64_t strings_used; /* bytes published */
+    _Atomic uint64_t strings_dropped; /* strings refused: table full */
+    _Atomic uint64_t dropped_no_ring; /* records refused: no free ring for the thread */
+    uint64_t start_boottime_ns;  /* when the runtime attached */
+    uint64_t start_realtime_ns;
+    int32_t python_hexversion;
+    uint32_t reserved0;
+    char python_version[64];          /* sys.version, first line */
+    char executable[ASTRACE_TEXT_MAX]; /* sys.executable */
+    /* NUL-separated argv (sys.orig_argv when available), length in cmdline_len */
+    uint32_t cmdline_len;
+    char cmdline[4 * ASTRACE_TEXT_MAX];
+};
+
+_Static_assert(sizeof(struct astrace_ring_header) == 256, "ring header layout");
+
+/* A string-table entry: u32 length, then the bytes (no NUL), padded to 4. */
+struct astrace_string_entry {
+    uint32_t len;
+    char bytes[];
+};
+
+static inline uint64_t astrace_seg_total_size(uint32_t ring_count, uint64_t ring_size,
+                                              uint64_t strings_capacity) {
+    uint64_t hdr = (sizeof(struct astrace_seg_header) + 4095) & ~4095ULL;
+    uint64_t rings = ((uint64_t)ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL;
+    return hdr + rings + (uint64_t)ring_count * ring_size + strings_capacity;
+}
+
+#endif

@@ -1,0 +1,124 @@
+"""Starts the astrace runtime in this process and installs its hooks.
+
+Called from astrace's sitecustomize. Hooks go in when the modules they wrap
+are imported (a meta-path finder watches for them), so a program that never
+imports asyncio pays nothing for them. Reasons a process cannot be traced are
+written next to the session's segments as `<pid>.note`, so `astrace record`
+can report them at the end.
+"""
+import os
+import sys
+
+import _astrace
+
+# CPython versions whose asyncio internals the hooks have been checked against.
+SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14))
+
+_HOOKS = {
+    "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)],
+    "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
+    "selectors": [
+        (cls, "select", _astrace.HOOK_SELECT)
+        for cls in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector")
+    ],
+}
+
+
+def _note(session, text):
+    sys.stderr.write(f"astrace: {text}\n")
+    try:
+        with open(os.path.join(session, f"{os.getpid()}.note"), "a") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass
+
+
+def _install(modname, module):
+    for clsname, attr, kind in _HOOKS.get(modname, ()):
+        cls = getattr(module, clsname, None)
+        if cls is None:
+            continue  # e.g. KqueueSelector on Linux
+        # Hook the class that defines the method (PollSelector inherits
+        # select from _PollLikeSelector); hooking twice is a no-op.
+        owner = next((c for c in cls.__mro__ if attr in c.__dict__), None)
+        if owner is None or owner is object:
+            _note(os.environ["ASTRACE_SESSION"],
+                  f"pid {os.getpid()}: {modname}.{clsname}.{attr} not found; "
+                  "this Python's asyncio differs from what astrace knows, that hook is off")
+            continue
+        _astrace.hook(owner, attr, kind)
+
+
+class _HookFinder:
+    """Meta-path finder that installs hooks right after a watched module loads."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in _HOOKS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original_exec = loader.exec_module
+
+        class _Loader:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                original_exec(module)
+                _install(name, module)
+
+        spec.loader = _Loader()
+        return spec
+
+
+def _wrap_threads():
+    import threading
+    original = threading.Thread._bootstrap_inner
+
+    def _bootstrap_inner(self):
+        try:
+            _astrace.thread_started(self.name)
+        except Exception:
+            pass
+        return original(self)
+
+    threading.Thread._bootstrap_inner = _bootstrap_inner
+
+    def _name_forked_thread():
+        # The runtime made a new segment in the child; name its only thread.
+        try:
+            _astrace.thread_started(threading.current_thread().name)
+        except Exception:
+            pass
+
+    os.register_at_fork(after_in_child=_name_forked_thread)
+
+
+def start():
+    session = os.environ["ASTRACE_SESSION"]
+    if sys.version_info[:2] not in SUPPORTED:
+        _note(session, f"pid {os.getpid()}: Python {sys.version.split()[0]} is not supported "
+                       f"(supported: {', '.join('%d.%d' % v for v in SUPPORTED)}); this process is not traced")
+        return
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    _astrace.start(session, sys.version.split("\n")[0], sys.hexversion, sys.executable or "", argv,
+                   int(os.environ.get("ASTRACE_RING_SIZE", 4 << 20)),
+                   int(os.environ.get("ASTRACE_RING_COUNT", 64)),
+                   int(os.environ.get("ASTRACE_STRINGS_SIZE", 4 << 20)))
+    _astrace.thread_started("MainThread")
+    import atexit
+    atexit.register(_astrace.stop)
+    _wrap_threads()
+    for name in _HOOKS:
+        if name in sys.modules:
+            _install(name, sys.modules[name])
+    sys.meta_path.insert(0, _HookFinder())

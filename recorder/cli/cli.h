@@ -1,0 +1,8 @@
+/* The astrace command line: one function per subcommand. */
+#ifndef ASTRACE_CLI_H
+#define ASTRACE_CLI_H
+
+int cmd_record(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+
+#endif

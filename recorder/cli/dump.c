@@ -1,0 +1,229 @@
+/* astrace dump: prints what a trace holds. The text form is a summary for
+ * people (per process and thread: slice counts and times by name, metadata,
+ * drops); --json prints every track, slice and instant for scripts and tests.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "reader/trace_reader.h"
+
+static void json_str(FILE *o, const char *s) {
+    fputc('"', o);
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", o); break;
+        case '\\': fputs("\\\\", o); break;
+        case '\n': fputs("\\n", o); break;
+        case '\r': fputs("\\r", o); break;
+        case '\t': fputs("\\t", o); break;
+        default:
+            if (*p < 0x20) fprintf(o, "\\u%04x", *p);
+            else fputc(*p, o);
+        }
+    }
+    fputc('"', o);
+}
+
+static void json_args(FILE *o, const struct trace_args *a) {
+    fputc('{', o);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct trace_arg *x = &a->items[i];
+        if (i) fputc(',', o);
+        json_str(o, x->name);
+        fputc(':', o);
+        switch (x->type) {
+        case ARG_INT: fprintf(o, "%" PRId64, x->v.i); break;
+        case ARG_UINT: fprintf(o, "%" PRIu64, x->v.u); break;
+        case ARG_DOUBLE: fprintf(o, "%.17g", x->v.d); break;
+        case ARG_BOOL: fputs(x->v.i ? "true" : "false", o); break;
+        case ARG_STRING: json_str(o, x->v.s); break;
+        }
+    }
+    fputc('}', o);
+}
+
+static void print_arg_value(FILE *o, const struct trace_arg *x) {
+    switch (x->type) {
+    case ARG_INT: fprintf(o, "%" PRId64, x->v.i); break;
+    case ARG_UINT: fprintf(o, "%" PRIu64, x->v.u); break;
+    case ARG_DOUBLE: fprintf(o, "%g", x->v.d); break;
+    case ARG_BOOL: fputs(x->v.i ? "true" : "false", o); break;
+    case ARG_STRING: fputs(x->v.s, o); break;
+    }
+}
+
+static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
+    fputs("{\"file\":", o);
+    json_str(o, path);
+    fprintf(o, ",\"bytes\":%" PRIu64 ",\"packets\":%" PRIu64 ",\"zstd_bundles\":%" PRIu64
+               ",\"deflate_bundles\":%" PRIu64 ",\"clock_snapshots\":%" PRIu64 ",\"unmatched_ends\":%" PRIu64
+               ",\"unknown_iids\":%" PRIu64 ",\"first_ts\":%" PRIu64 ",\"last_ts\":%" PRIu64,
+            m->bytes, m->packets, m->bundles_zstd, m->bundles_zlib, m->clock_snapshots, m->unmatched_ends,
+            m->unknown_iids, m->first_ts, m->last_ts);
+    fputs(",\"tracks\":[", o);
+    for (size_t i = 0; i < m->ntracks; i++) {
+        const struct trace_track *t = &m->tracks[i];
+        static const char *kinds[] = {"track", "process", "thread", "counter"};
+        fprintf(o, "%s{\"uuid\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"kind\":\"%s\",\"name\":", i ? "," : "", t->uuid,
+                t->parent_uuid, kinds[t->kind]);
+        json_str(o, t->name ? t->name : "");
+        if (t->kind == TRACK_PROCESS || t->kind == TRACK_THREAD) fprintf(o, ",\"pid\":%d", t->pid);
+        if (t->kind == TRACK_THREAD) fprintf(o, ",\"tid\":%" PRId64, t->tid);
+        if (t->ncmdline) {
+            fputs(",\"cmdline\":[", o);
+            for (size_t j = 0; j < t->ncmdline; j++) {
+                if (j) fputc(',', o);
+                json_str(o, t->cmdline[j]);
+            }
+            fputc(']', o);
+        }
+        fputc('}', o);
+    }
+    fputs("],\"slices\":[", o);
+    for (size_t i = 0; i < m->nslices; i++) {
+        const struct trace_slice *s = &m->slices[i];
+        fprintf(o, "%s{\"track\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"dur\":%" PRId64 ",\"depth\":%u,\"name\":",
+                i ? "," : "", m->tracks[s->track].uuid, s->ts, s->dur, s->depth);
+        json_str(o, s->name);
+        fputs(",\"args\":", o);
+        json_args(o, &s->args);
+        fputc('}', o);
+    }
+    fputs("],\"instants\":[", o);
+    for (size_t i = 0; i < m->ninstants; i++) {
+        const struct trace_instant *s = &m->instants[i];
+        fprintf(o, "%s{\"track\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"name\":", i ? "," : "", m->tracks[s->track].uuid,
+                s->ts);
+        json_str(o, s->name);
+        fputs(",\"args\":", o);
+        json_args(o, &s->args);
+        fputc('}', o);
+    }
+    fputs("]}\n", o);
+}
+
+/* Text form: per thread track, slice names with count, total and max. */
+struct name_stat {
+    const char *name;
+    uint32_t depth;
+    uint64_t count, total, max, unfinished;
+};
+
+static void dump_text(FILE *o, const char *path, const struct trace_model *m) {
+    fprintf(o, "%s: %" PRIu64 " bytes, %" PRIu64 " packets", path, m->bytes, m->packets);
+    if (m->bundles_zstd) fprintf(o, ", %" PRIu64 " zstd bundles", m->bundles_zstd);
+    if (m->bundles_zlib) fprintf(o, ", %" PRIu64 " deflate bundles", m->bundles_zlib);
+    if (m->last_ts > m->first_ts) fprintf(o, ", %.3f s", (double)(m->last_ts - m->first_ts) / 1e9);
+    fputc('\n', o);
+    for (size_t i = 0; i < m->ninstants; i++) {
+        const struct trace_instant *in = &m->instants[i];
+        if (strncmp(in->name, "astrace: ", 9) != 0) continue;
+        const struct trace_track *t = &m->tracks[in->track];
+        fprintf(o, "%s", in->name + 9);
+        if (t->kind == TRACK_PROCESS) fprintf(o, " (pid %d)", t->pid);
+        fputs(":", o);
+        for (size_t j = 0; j < in->args.n; j++) {
+            fprintf(o, " %s=", in->args.items[j].name);
+            print_arg_value(o, &in->args.items[j]);
+            fputc(j + 1 < in->args.n ? ',' : ' ', o);
+        }
+        fputc('\n', o);
+    }
+    for (size_t ti = 0; ti < m->ntracks; ti++) {
+        const struct trace_track *t = &m->tracks[ti];
+        if (t->kind == TRACK_PROCESS) {
+            fprintf(o, "process %d %s:", t->pid, t->name ? t->name : "");
+            for (size_t j = 0; j < t->ncmdline; j++) fprintf(o, " %s", t->cmdline[j]);
+            fputc('\n', o);
+            continue;
+        }
+        struct name_stat *st = NULL;
+        size_t nst = 0, cap = 0;
+        for (size_t i = 0; i < m->nslices; i++) {
+            const struct trace_slice *s = &m->slices[i];
+            if (s->track != ti) continue;
+            size_t k;
+            for (k = 0; k < nst; k++)
+                if (st[k].depth == s->depth && !strcmp(st[k].name, s->name)) break;
+            if (k == nst) {
+                if (nst == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    st = xrealloc(st, cap * sizeof *st);
+                }
+                memset(&st[nst], 0, sizeof *st);
+                st[nst].name = s->name;
+                st[nst].depth = s->depth;
+                nst++;
+            }
+            st[k].count++;
+            if (s->dur < 0) {
+                st[k].unfinished++;
+                continue;
+            }
+            st[k].total += (uint64_t)s->dur;
+            if ((uint64_t)s->dur > st[k].max) st[k].max = (uint64_t)s->dur;
+        }
+        if (nst == 0 && t->kind != TRACK_THREAD) {
+            free(st);
+            continue;
+        }
+        if (t->kind == TRACK_THREAD)
+            fprintf(o, "  thread %" PRId64 " %s (pid %d): ", t->tid, t->name ? t->name : "", t->pid);
+        else
+            fprintf(o, "  track %s: ", t->name ? t->name : "");
+        fprintf(o, "%zu slice name%s\n", nst, nst == 1 ? "" : "s");
+        for (size_t k = 0; k < nst; k++) {
+            fprintf(o, "    %*s%-40s %8" PRIu64 " x  total %10.3f ms  max %9.3f ms", (int)st[k].depth * 2, "",
+                    st[k].name, st[k].count, st[k].total / 1e6, st[k].max / 1e6);
+            if (st[k].unfinished) fprintf(o, "  (%" PRIu64 " unfinished)", st[k].unfinished);
+            fputc('\n', o);
+        }
+        free(st);
+    }
+    if (m->unmatched_ends || m->unknown_iids)
+        fprintf(o, "problems: %" PRIu64 " END events with no open slice, %" PRIu64 " unknown interned ids\n",
+                m->unmatched_ends, m->unknown_iids);
+}
+
+int cmd_dump(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 'h':
+            puts("usage: astrace dump [--json] TRACE\n\n"
+                 "Prints what a trace holds: session and process metadata, drop counts, and per\n"
+                 "thread the slices by name (count, total, max). --json prints every track,\n"
+                 "slice and instant as one JSON object, for scripts and tests.");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        warnx_("dump: give exactly one trace file");
+        return 2;
+    }
+    const char *path = argv[optind];
+    struct trace_model m;
+    char err[512];
+    if (trace_read_file(path, &m, err, sizeof err) != 0) {
+        warnx_("%s: %s", path, err);
+        trace_model_free(&m);
+        return 1;
+    }
+    if (json) dump_json(stdout, path, &m);
+    else dump_text(stdout, path, &m);
+    trace_model_free(&m);
+    return 0;
+}

@@ -1,0 +1,373 @@
+/* astrace record: runs a command with the astrace bootstrap on PYTHONPATH,
+ * drains the shared-memory rings of every Python process it starts into a
+ * Perfetto trace, and exits with the command's own status.
+ *
+ * Signals: SIGINT/SIGQUIT typed at the terminal already reach the command
+ * (it shares our process group), so only copies sent to astrace itself
+ * (kill, a supervisor) are forwarded; SIGTERM and SIGHUP are always
+ * forwarded. Either way astrace keeps draining until the command exits, then
+ * finalizes the trace. A third interrupt kills the command and finalizes at
+ * once. astrace is a child subreaper, so orphaned grandchildren are reaped
+ * here and their exit status lands in the trace.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "transport/session.h"
+#include "writer/encoder.h"
+#include "writer/trace_file.h"
+
+#define DEFAULT_RING_SIZE (4u << 20)
+
+static void record_usage(FILE *out) {
+    fputs("usage: astrace record [options] -- CMD [ARGS...]\n"
+          "\n"
+          "Runs CMD exactly as it would run on its own (same stdin/stdout/stderr, exit\n"
+          "status and signals) and records every CPython 3.11+ process it starts, its\n"
+          "children and grandchildren included, into one Perfetto trace.\n"
+          "\n"
+          "options:\n"
+          "  -o, --output PATH      trace file to write (default: astrace-YYYYmmdd-HHMMSS.pftrace)\n"
+          "  -f, --force            overwrite PATH if it exists (default: refuse)\n"
+          "      --compression ALG  zstd (default; Perfetto v58+, ui.perfetto.dev),\n"
+          "                         deflate (any trace processor since 2019) or none\n"
+          "      --buffer-size SIZE per-thread ring size, power of two, e.g. 4M (default 4M);\n"
+          "                         a full ring drops events and counts them\n"
+          "  -q, --quiet            no summary line on stderr\n"
+          "  -h, --help             this text\n"
+          "\n"
+          "Ctrl-C reaches CMD as usual; astrace finalizes the trace when CMD exits. Press\n"
+          "Ctrl-C three times to kill CMD and finalize at once. Python started with -I or -E\n"
+          "ignores PYTHONPATH and cannot be traced.\n",
+          out);
+}
+
+/* ---- reaped children ------------------------------------------------------ */
+
+struct reaped {
+    pid_t pid;
+    int status;
+};
+static struct reaped reaped_list[1024];
+static size_t nreaped;
+
+static void describe_status(int status, char *out, size_t outlen) {
+    if (WIFEXITED(status))
+        snprintf(out, outlen, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, outlen, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(out, outlen, "ended (status 0x%x)", status);
+}
+
+static int exit_status_of(pid_t pid, char *out, size_t outlen) {
+    for (size_t i = nreaped; i-- > 0;)
+        if (reaped_list[i].pid == pid) {
+            describe_status(reaped_list[i].status, out, outlen);
+            return 0;
+        }
+    return -1;
+}
+
+/* Reaps every exited child; returns 1 if `main_pid` was among them. */
+static int reap_children(pid_t main_pid, int *main_status) {
+    int found = 0, status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (nreaped == sizeof reaped_list / sizeof *reaped_list) {
+            memmove(reaped_list, reaped_list + 1, (nreaped - 1) * sizeof *reaped_list);
+            nreaped--;
+        }
+        reaped_list[nreaped].pid = pid;
+        reaped_list[nreaped++].status = status;
+        if (pid == main_pid) {
+            *main_status = status;
+            found = 1;
+        }
+    }
+    return found;
+}
+
+/* ---- setup helpers ---------------------------------------------------------- */
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Finds the directory holding sitecustomize.py and _astrace: next to the
+ * binary in a build tree, or ../lib/astrace/python when installed. */
+static int find_python_dir(char *out, size_t outlen) {
+    const char *env = getenv("ASTRACE_PYTHON_DIR");
+    char probe[PATH_MAX + 64];
+    if (env && *env) {
+        snprintf(out, outlen, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *dir = dirname(exe);
+    const char *cands[2] = {"python", "../lib/astrace/python"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(probe, sizeof probe, "%s/%s/sitecustomize.py", dir, cands[i]);
+        if (file_exists(probe)) {
+            snprintf(out, outlen, "%s/%s", dir, cands[i]);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    if (*end == 'k' || *end == 'K') v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M') v <<= 20, end++;
+    else if (*end == 'g' || *end == 'G') v <<= 30, end++;
+    if (*end == 'i' || *end == 'I') end++;
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Warns about interpreter flags that keep PYTHONPATH from being read. */
+static void warn_unreachable_python(char **cmd) {
+    const char *base = strrchr(cmd[0], '/');
+    base = base ? base + 1 : cmd[0];
+    if (strncmp(base, "python", 6) != 0) return;
+    for (int i = 1; cmd[i] && cmd[i][0] == '-' && cmd[i][1] != '-'; i++) {
+        if (!strcmp(cmd[i], "-c") || !strcmp(cmd[i], "-m")) break;
+        if (strpbrk(cmd[i] + 1, "IE")) {
+            warnx_("%s ignores PYTHONPATH (%s: %s), so astrace cannot load into it; it runs untraced", base,
+                   cmd[i], strchr(cmd[i], 'I') ? "isolated mode" : "environment ignored");
+            return;
+        }
+        if (strchr(cmd[i] + 1, 'S')) {
+            warnx_("%s -S skips the site module, so astrace cannot load into it; it runs untraced", base);
+            return;
+        }
+    }
+}
+
+static volatile sig_atomic_t unused;
+
+/* ---- main ------------------------------------------------------------------ */
+
+int cmd_record(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'},      {"force", no_argument, 0, 'f'},
+        {"compression", required_argument, 0, 'c'}, {"buffer-size", required_argument, 0, 'b'},
+        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *output = NULL;
+    int force = 0, quiet = 0;
+    enum trace_compression comp = TRACE_COMPRESS_ZSTD;
+    uint64_t ring_size = DEFAULT_RING_SIZE;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+o:fqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'f': force = 1; break;
+        case 'q': quiet = 1; break;
+        case 'c':
+            if (trace_compression_parse(optarg, &comp) != 0) {
+                warnx_("--compression must be zstd, deflate or none, not '%s'", optarg);
+                return 2;
+            }
+            break;
+        case 'b':
+            if (parse_size(optarg, &ring_size) != 0 || ring_size < 4096 || ring_size > (1ull << 30) ||
+                (ring_size & (ring_size - 1))) {
+                warnx_("--buffer-size must be a power of two between 4K and 1G, not '%s'", optarg);
+                return 2;
+            }
+            break;
+        case 'h': record_usage(stdout); return 0;
+        default: record_usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        warnx_("record: no command given");
+        record_usage(stderr);
+        return 2;
+    }
+    char **cmd = argv + optind;
+
+    char default_out[64];
+    if (!output) {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(default_out, sizeof default_out, "astrace-%Y%m%d-%H%M%S.pftrace", &tm);
+        output = default_out;
+    }
+    char pydir[PATH_MAX];
+    if (find_python_dir(pydir, sizeof pydir) != 0) {
+        warnx_("cannot find astrace's Python bootstrap (sitecustomize.py) next to the astrace binary; "
+               "set ASTRACE_PYTHON_DIR");
+        return 2;
+    }
+
+    char err[512];
+    struct trace_file tf;
+    if (trace_file_open(&tf, output, comp, force, err, sizeof err) != 0) {
+        warnx_("%s", err);
+        return 2;
+    }
+    struct session sess;
+    if (session_create(&sess, err, sizeof err) != 0) {
+        warnx_("%s", err);
+        trace_file_close(&tf);
+        unlink(output);
+        return 2;
+    }
+    sess.exit_status_of = exit_status_of;
+    warn_unreachable_python(cmd);
+
+    struct encoder enc;
+    encoder_init(&enc, &tf);
+    struct enc_session_info info = {
+        .argv = (const char *const *)cmd,
+        .argc = argc - optind,
+        .compression = trace_compression_name(comp),
+        .start_realtime_ns = now_realtime_ns(),
+        .start_boottime_ns = now_boottime_ns(),
+        .ring_size = ring_size,
+    };
+    encoder_begin_session(&enc, &info);
+
+    /* Environment for the command. */
+    const char *old_pp = getenv("PYTHONPATH");
+    struct buf pp = {0};
+    buf_append(&pp, pydir, strlen(pydir));
+    if (old_pp && *old_pp) {
+        buf_append(&pp, ":", 1);
+        buf_append(&pp, old_pp, strlen(old_pp));
+    }
+    buf_append(&pp, "", 1);
+    setenv("PYTHONPATH", (char *)pp.data, 1);
+    buf_free(&pp);
+    setenv("ASTRACE_SESSION", sess.dir, 1);
+    char rs[32];
+    snprintf(rs, sizeof rs, "%llu", (unsigned long long)ring_size);
+    setenv("ASTRACE_RING_SIZE", rs, 1);
+
+    sigset_t handled, old_mask;
+    sigemptyset(&handled);
+    int sigs[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&handled, sigs[i]);
+    sigprocmask(SIG_BLOCK, &handled, &old_mask);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    fflush(NULL);
+    pid_t child = fork();
+    if (child < 0) {
+        warnx_("fork: %s", strerror(errno));
+        return 2;
+    }
+    if (child == 0) {
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        execvp(cmd[0], cmd);
+        int e = errno;
+        fprintf(stderr, "astrace: cannot run '%s': %s\n", cmd[0], strerror(e));
+        _exit(e == ENOENT ? 127 : 126);
+    }
+
+    int main_status = 0, main_done = 0, interrupts = 0;
+    uint64_t last_flush = now_monotonic_ns(), last_scan = 0;
+    while (!main_done) {
+        struct timespec tmo = {0, 5 * 1000 * 1000};
+        siginfo_t si;
+        int sig = sigtimedwait(&handled, &si, &tmo);
+        if (sig > 0) {
+            if (sig == SIGCHLD) {
+                main_done = reap_children(child, &main_status);
+            } else {
+                int from_tty = si.si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT);
+                if (sig == SIGINT && ++interrupts >= 3) {
+                    warnx_("third interrupt: killing %s and finalizing the trace", cmd[0]);
+                    kill(child, SIGKILL);
+                } else if (!from_tty) {
+                    kill(child, sig);
+                }
+            }
+        }
+        uint64_t now = now_monotonic_ns();
+        if (now - last_scan > 20 * 1000 * 1000) {
+            session_scan(&sess, &enc);
+            session_reap(&sess, &enc, 0);
+            last_scan = now;
+        }
+        session_drain(&sess, &enc);
+        if (now - last_flush > 1000ull * 1000 * 1000) {
+            trace_file_flush(&tf);
+            last_flush = now;
+        }
+        if (!main_done) main_done = reap_children(child, &main_status);
+    }
+
+    /* The command is done: collect what its processes left, then finish. */
+    reap_children(child, &main_status);
+    session_scan(&sess, &enc);
+    session_drain(&sess, &enc);
+    session_reap(&sess, &enc, 1);
+    uint64_t dropped = session_dropped(&sess);
+    const char *notes = sess.notes.len ? (const char *)sess.notes.data : "";
+    encoder_end_session(&enc, dropped, sess.processes, notes);
+    int write_failed = trace_file_close(&tf) != 0;
+    if (write_failed) warnx_("the trace is incomplete: %s", tf.error);
+    if (!quiet) {
+        char how[128];
+        describe_status(main_status, how, sizeof how);
+        if (sess.processes == 0)
+            warnx_("no Python process was traced: %s did not start a CPython 3.11+ that loaded astrace "
+                   "(not a Python program, or Python run with -I/-E/-S)",
+                   cmd[0]);
+        fprintf(stderr, "astrace: wrote %s (%.1f KiB, %llu events from %u process%s, %llu dropped); %s %s\n",
+                output, tf.bytes_out / 1024.0, (unsigned long long)sess.records, sess.processes,
+                sess.processes == 1 ? "" : "es", (unsigned long long)dropped, cmd[0], how);
+        if (dropped)
+            warnx_("%llu events were dropped because a ring was full; try a larger --buffer-size",
+                   (unsigned long long)dropped);
+    }
+    session_destroy(&sess);
+    encoder_free(&enc);
+    (void)unused;
+
+    if (WIFSIGNALED(main_status)) {
+        int sig = WTERMSIG(main_status);
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+        return 128 + sig;
+    }
+    if (write_failed) return WEXITSTATUS(main_status) ? WEXITSTATUS(main_status) : 1;
+    return WEXITSTATUS(main_status);
+}

@@ -1,0 +1,37 @@
+/* Small helpers shared by every recorder part: growable byte buffers,
+ * checked allocation and error reporting. */
+#ifndef ASTRACE_UTIL_H
+#define ASTRACE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ASTRACE_VERSION "0.1.0"
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Prints "astrace: <message>" to stderr. */
+void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_free(struct buf *b);
+
+/* Protobuf varint helpers used for the outer `Trace.packet` framing. */
+size_t varint_put(uint8_t *out, uint64_t v);
+/* Returns bytes consumed, or 0 if the varint is truncated or longer than 10 bytes. */
+size_t varint_get(const uint8_t *p, size_t n, uint64_t *v);
+
+uint64_t now_boottime_ns(void);
+uint64_t now_monotonic_ns(void);
+uint64_t now_realtime_ns(void);
+
+#endif

@@ -1,0 +1,270 @@
+/* Implementation of session.h. */
+#include "session.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "astrace/ring.h"
+
+struct ring_view {
+    uint32_t generation;
+    int64_t tid;
+    char name[ASTRACE_THREAD_NAME_MAX];
+    int broken; /* held a malformed record: no longer read */
+};
+
+struct seg_view {
+    char name[256];
+    struct astrace_seg_header *hdr;
+    size_t len;
+    struct enc_process *proc;
+    struct ring_view *rings;
+    int done;
+};
+
+int session_create(struct session *s, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    const char *bases[3] = {getenv("ASTRACE_SHM_DIR"), "/dev/shm", getenv("TMPDIR")};
+    for (int i = 0; i < 4; i++) {
+        const char *base = i < 3 ? bases[i] : "/tmp";
+        if (!base || !*base) continue;
+        snprintf(s->dir, sizeof s->dir, "%s/astrace-%d-XXXXXX", base, (int)getpid());
+        if (mkdtemp(s->dir)) return 0;
+    }
+    snprintf(err, errlen, "cannot create a session directory in /dev/shm or /tmp: %s", strerror(errno));
+    return -1;
+}
+
+static int valid_header(const struct astrace_seg_header *h, size_t len) {
+    if (len < sizeof *h || h->magic != ASTRACE_SHM_MAGIC || h->version != ASTRACE_SHM_VERSION) return 0;
+    if (h->header_size != sizeof *h || h->ring_count == 0 || h->ring_count > 4096) return 0;
+    if (h->ring_size < 4096 || (h->ring_size & (h->ring_size - 1))) return 0;
+    uint64_t want = astrace_seg_total_size(h->ring_count, h->ring_size, h->strings_capacity);
+    if (want != len) return 0;
+    if (h->strings_offset + h->strings_capacity > len) return 0;
+    if (h->rings_offset + (uint64_t)h->ring_count * sizeof(struct astrace_ring_header) > h->ring_data_offset)
+        return 0;
+    return 1;
+}
+
+static void read_note(struct session *s, const char *name) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[1024];
+    /* Notes are joined with "; " into one NUL-terminated string. */
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) continue;
+        if (s->notes.len && s->notes.data[s->notes.len - 1] == 0) {
+            s->notes.len--;
+            buf_append(&s->notes, "; ", 2);
+        }
+        buf_append(&s->notes, line, strlen(line));
+        buf_append(&s->notes, "", 1);
+    }
+    fclose(f);
+    unlink(path);
+}
+
+void session_scan(struct session *s, struct encoder *enc) {
+    DIR *d = opendir(s->dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        size_t nl = strlen(n);
+        if (nl > 5 && !strcmp(n + nl - 5, ".note")) {
+            read_note(s, n);
+            continue;
+        }
+        if (nl < 5 || strcmp(n + nl - 4, ".seg") || nl >= sizeof s->segs[0].name) continue;
+        int known = 0;
+        for (size_t i = 0; i < s->nsegs; i++)
+            if (!strcmp(s->segs[i].name, n)) known = 1;
+        if (known) continue;
+        if (s->nsegs == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 16;
+            s->segs = xrealloc(s->segs, s->cap * sizeof *s->segs);
+        }
+        struct seg_view *v = &s->segs[s->nsegs];
+        memset(v, 0, sizeof *v);
+        snprintf(v->name, sizeof v->name, "%s", n);
+        s->nsegs++;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", s->dir, n);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            if (fd >= 0) close(fd);
+            v->done = 1;
+            continue;
+        }
+        void *mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (mem == MAP_FAILED || !valid_header(mem, (size_t)st.st_size)) {
+            if (mem != MAP_FAILED) munmap(mem, (size_t)st.st_size);
+            warnx_("ignoring %s: not a segment this astrace understands", n);
+            v->done = 1;
+            continue;
+        }
+        v->hdr = mem;
+        v->len = (size_t)st.st_size;
+        v->rings = xcalloc(v->hdr->ring_count, sizeof *v->rings);
+        v->proc = encoder_add_process(enc, v->hdr);
+        s->processes++;
+    }
+    closedir(d);
+}
+
+struct drain_ctx {
+    struct enc_process *proc;
+    uint32_t ring;
+    struct ring_view *rv;
+};
+
+static void on_record(void *ctx, const struct astrace_rec_hdr *rec) {
+    struct drain_ctx *c = ctx;
+    encoder_record(c->proc, c->ring, c->rv->generation, c->rv->tid, c->rv->name, rec);
+}
+
+static uint64_t drain_segment(struct session *s, struct seg_view *v) {
+    struct astrace_seg_header *h = v->hdr;
+    uint64_t moved = 0;
+    for (uint32_t i = 0; i < h->ring_count; i++) {
+        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct ring_view *rv = &v->rings[i];
+        uint32_t state = atomic_load_explicit(&rh->state, memory_order_acquire);
+        if (state == ASTRACE_RING_FREE || rv->broken) continue;
+        /* Head first: records up to it belong to the generation read next. */
+        (void)atomic_load_explicit(&rh->head, memory_order_acquire);
+        uint32_t gen = atomic_load_explicit(&rh->generation, memory_order_acquire);
+        if (gen != rv->generation) {
+            rv->generation = gen;
+            rv->tid = atomic_load(&rh->tid);
+            memcpy(rv->name, rh->thread_name, sizeof rv->name);
+            rv->name[sizeof rv->name - 1] = 0;
+        }
+        struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size,
+                                    h->ring_size};
+        struct drain_ctx ctx = {v->proc, i, rv};
+        long n = astrace_ring_drain(&ring, on_record, &ctx, 1L << 30);
+        if (n < 0) {
+            warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost",
+                   h->pid, (long long)rv->tid);
+            rv->broken = 1;
+            continue;
+        }
+        moved += (uint64_t)n;
+        if (state == ASTRACE_RING_RETIRED &&
+            atomic_load(&rh->head) == atomic_load(&rh->tail)) {
+            uint32_t retired = ASTRACE_RING_RETIRED;
+            atomic_compare_exchange_strong(&rh->state, &retired, ASTRACE_RING_FREE);
+        }
+    }
+    s->records += moved;
+    return moved;
+}
+
+uint64_t session_drain(struct session *s, struct encoder *enc) {
+    (void)enc;
+    uint64_t moved = 0;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (!s->segs[i].done) moved += drain_segment(s, &s->segs[i]);
+    return moved;
+}
+
+static uint64_t seg_dropped(const struct astrace_seg_header *h) {
+    uint64_t d = atomic_load(&((struct astrace_seg_header *)h)->dropped_no_ring);
+    for (uint32_t i = 0; i < h->ring_count; i++) {
+        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        d += atomic_load(&rh->dropped_records);
+    }
+    return d;
+}
+
+uint64_t session_dropped(const struct session *s) {
+    uint64_t d = s->dropped;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (!s->segs[i].done && s->segs[i].hdr) d += seg_dropped(s->segs[i].hdr);
+    return d;
+}
+
+/* A process is gone when /proc has no entry for it or it is a zombie. */
+static int pid_gone(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+void session_reap(struct session *s, struct encoder *enc, int all) {
+    for (size_t i = 0; i < s->nsegs; i++) {
+        struct seg_view *v = &s->segs[i];
+        if (v->done || !v->hdr) continue;
+        int finished = atomic_load(&v->hdr->state) == ASTRACE_SEG_FINISHED;
+        int gone = pid_gone(v->hdr->pid);
+        if (!all && !gone) continue;
+        drain_segment(s, v);
+        char how[128];
+        if (gone && s->exit_status_of && s->exit_status_of(v->hdr->pid, how, sizeof how) == 0) {
+            /* exact status known: we reaped it */
+        } else if (finished) {
+            snprintf(how, sizeof how, "exited");
+        } else if (gone) {
+            snprintf(how, sizeof how, "ended without shutting astrace down (crash, os._exit or signal)");
+        } else {
+            snprintf(how, sizeof how, "still running when recording stopped");
+        }
+        uint64_t dropped = seg_dropped(v->hdr);
+        s->dropped += dropped;
+        encoder_end_process(v->proc, how, dropped);
+        v->proc = NULL;
+        munmap(v->hdr, v->len);
+        v->hdr = NULL;
+        free(v->rings);
+        v->rings = NULL;
+        v->done = 1;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", s->dir, v->name);
+        unlink(path);
+    }
+    (void)enc;
+}
+
+void session_destroy(struct session *s) {
+    for (size_t i = 0; i < s->nsegs; i++) {
+        if (s->segs[i].hdr) munmap(s->segs[i].hdr, s->segs[i].len);
+        free(s->segs[i].rings);
+    }
+    free(s->segs);
+    s->segs = NULL;
+    s->nsegs = 0;
+    DIR *d = opendir(s->dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", s->dir, de->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(s->dir);
+    buf_free(&s->notes);
+}

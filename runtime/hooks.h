@@ -1,0 +1,17 @@
+/* The wrapper type that installs a C hook in place of a Python method. */
+#ifndef ASTRACE_HOOKS_H
+#define ASTRACE_HOOKS_H
+
+#include "pyhead.h"
+
+enum hook_kind {
+    HOOK_RUN_ONCE = 1, /* BaseEventLoop._run_once */
+    HOOK_SELECT,       /* selectors.*Selector.select */
+    HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
+};
+
+int hooks_init(void);
+PyObject *hook_new(PyObject *wrapped, int kind); /* new reference */
+int hook_is(PyObject *obj);
+
+#endif

@@ -1,0 +1,139 @@
+/* _astrace: the extension module the bootstrap (python/astrace_bootstrap.py)
+ * imports in every traced process. It exposes just what the bootstrap needs:
+ *
+ *   start(session_dir, python_version, hexversion, executable, argv,
+ *         ring_size, ring_count, strings_capacity)  create the segment
+ *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
+ *   thread_started(name)     give the calling thread a ring and a name
+ *   stop()                   stop recording (atexit)
+ *   active()                 whether this process records
+ */
+#include "pyhead.h"
+
+#include <string.h>
+
+#include "hooks.h"
+#include "runtime.h"
+
+static PyObject *mod_start(PyObject *m, PyObject *args) {
+    (void)m;
+    const char *dir, *pyver, *exe;
+    int hexversion;
+    PyObject *argv;
+    unsigned long long ring_size, strings_capacity;
+    unsigned int ring_count;
+    if (!PyArg_ParseTuple(args, "ssisOKIK", &dir, &pyver, &hexversion, &exe, &argv, &ring_size, &ring_count,
+                          &strings_capacity))
+        return NULL;
+    if (ring_size < 4096 || (ring_size & (ring_size - 1)) || ring_size > (1ull << 32)) {
+        PyErr_SetString(PyExc_ValueError, "ring_size must be a power of two between 4 KiB and 4 GiB");
+        return NULL;
+    }
+    if (ring_count < 1 || ring_count > 4096) {
+        PyErr_SetString(PyExc_ValueError, "ring_count must be between 1 and 4096");
+        return NULL;
+    }
+    char cmdline[4 * ASTRACE_TEXT_MAX];
+    uint32_t len = 0;
+    Py_ssize_t n = PySequence_Size(argv);
+    if (n < 0) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_GetItem(argv, i);
+        if (!item) return NULL;
+        Py_ssize_t sl;
+        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &sl) : NULL;
+        if (!s) {
+            PyErr_Clear();
+            s = "?";
+            sl = 1;
+        }
+        if (len + (uint32_t)sl + 1 > sizeof cmdline) {
+            Py_DECREF(item);
+            break;
+        }
+        memcpy(cmdline + len, s, (size_t)sl);
+        len += (uint32_t)sl;
+        cmdline[len++] = 0;
+        Py_DECREF(item);
+    }
+    struct rt_config cfg = {dir, ring_size, ring_count, strings_capacity};
+    char err[512];
+    if (rt_segment_start(&cfg, pyver, hexversion, exe, cmdline, len, err, sizeof err) != 0) {
+        PyErr_Format(PyExc_OSError, "astrace: %s", err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_hook(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *cls, *name;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_HANDLE_RUN) {
+        PyErr_SetString(PyExc_ValueError, "unknown hook kind");
+        return NULL;
+    }
+    PyObject *orig = PyObject_GetAttr(cls, name);
+    if (!orig) return NULL;
+    if (hook_is(orig)) { /* already hooked: keep one layer */
+        Py_DECREF(orig);
+        Py_RETURN_FALSE;
+    }
+    PyObject *h = hook_new(orig, kind);
+    Py_DECREF(orig);
+    if (!h) return NULL;
+    int rc = PyObject_SetAttr(cls, name, h);
+    Py_DECREF(h);
+    if (rc != 0) return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *mod_thread_started(PyObject *m, PyObject *args) {
+    (void)m;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (atomic_load(&rt_generation) && rt_tls.generation != atomic_load(&rt_generation)) rt_thread_claim();
+    rt_thread_set_name(name);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_stop(PyObject *m, PyObject *args) {
+    (void)m;
+    (void)args;
+    rt_segment_stop();
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_active(PyObject *m, PyObject *args) {
+    (void)m;
+    (void)args;
+    return PyBool_FromLong(atomic_load(&rt_generation) != 0);
+}
+
+static PyMethodDef methods[] = {
+    {"start", mod_start, METH_VARARGS, "Create this process's segment and start recording."},
+    {"hook", mod_hook, METH_VARARGS, "hook(cls, name, kind): wrap cls.name with a C hook."},
+    {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
+    {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
+    {"active", mod_active, METH_NOARGS, "True while this process records."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {
+    PyModuleDef_HEAD_INIT, "_astrace", "astrace in-process runtime (hooks and shared-memory rings).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__astrace(void) {
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m) return NULL;
+    if (hooks_init() != 0 || PyModule_AddIntConstant(m, "HOOK_RUN_ONCE", HOOK_RUN_ONCE) ||
+        PyModule_AddIntConstant(m, "HOOK_SELECT", HOOK_SELECT) ||
+        PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
+        PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,61 @@
+/* Internal interface of the _astrace runtime (the extension module loaded
+ * into every traced Python process).
+ *
+ *   segment.c  creates this process's shared-memory segment, hands each
+ *              thread a ring, owns the string table, survives fork().
+ *   emit.h     the hot path: write one record into the calling thread's ring.
+ *   hooks_loop.c  wraps asyncio's loop iteration, selector and Handle._run.
+ *   names.c    turns a callback object into a cached string-table id.
+ *   module.c   the Python-facing module: start(), stop(), thread_started().
+ *
+ * The runtime is built against CPython's limited API (3.11), so one binary
+ * loads in every CPython 3.11+.
+ */
+#ifndef ASTRACE_RUNTIME_H
+#define ASTRACE_RUNTIME_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "astrace/ring.h"
+
+struct rt_config {
+    const char *session_dir;
+    uint64_t ring_size;
+    uint32_t ring_count;
+    uint64_t strings_capacity;
+};
+
+/* Per-thread producer state. `generation` is compared with the segment
+ * generation so a thread notices a fork (or a restart) and claims anew. */
+struct rt_thread {
+    uint32_t generation;
+    int has_ring;
+    struct astrace_ring ring;
+    int loop_depth; /* >0 while inside BaseEventLoop._run_once */
+};
+
+extern _Thread_local struct rt_thread rt_tls;
+extern _Atomic uint32_t rt_generation; /* 0 = not recording */
+
+/* segment.c */
+int rt_segment_start(const struct rt_config *cfg, const char *python_version, int32_t hexversion,
+                     const char *executable, const char *cmdline, uint32_t cmdline_len,
+                     char *err, size_t errlen);
+void rt_segment_stop(void);
+int rt_thread_claim(void);              /* 0 on success, -1 if no ring or not recording */
+void rt_thread_set_name(const char *name); /* sets the name on this thread's ring */
+uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be stored */
+void rt_count_no_ring_drop(void);
+
+/* names.c */
+uint32_t rt_callback_name_id(void *callback /* PyObject* */);
+void rt_names_clear(void);
+
+static inline uint64_t rt_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif
