@@ -9,19 +9,27 @@ can report them at the end.
 import os
 import sys
 
-import _astrace
-
 # CPython versions whose asyncio internals the hooks have been checked against.
 SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14))
 
-_HOOKS = {
-    "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)],
-    "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
-    "selectors": [
-        (cls, "select", _astrace.HOOK_SELECT)
-        for cls in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector")
-    ],
-}
+if sys.version_info[:2] in SUPPORTED:
+    import _astrace
+else:
+    _astrace = None
+
+
+def _hooks():
+    return {
+        "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)],
+        "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
+        "selectors": [
+            (cls, "select", _astrace.HOOK_SELECT)
+            for cls in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector")
+        ],
+    }
+
+
+_HOOKS = _hooks() if _astrace else {}
 
 
 def _note(session, text):

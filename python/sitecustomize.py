@@ -4,7 +4,8 @@
 started under it imports this module at startup. It starts the astrace
 runtime when ASTRACE_SESSION is set, then runs the sitecustomize this one
 shadows (Debian's, a virtualenv's, the user's), so nothing changes for the
-program.
+program. Kept to syntax every Python 3 parses, so an old interpreter gets a
+clear "not supported" note instead of a syntax error.
 """
 
 
@@ -12,12 +13,23 @@ def _astrace_start():
     import os
     if not os.environ.get("ASTRACE_SESSION"):
         return
+    import sys
+    if sys.version_info[:2] < (3, 11):
+        text = "pid %d: Python %s is not supported (astrace needs CPython 3.11 or newer); " \
+               "this process is not traced" % (os.getpid(), sys.version.split()[0])
+        sys.stderr.write("astrace: %s\n" % text)
+        try:
+            with open(os.path.join(os.environ["ASTRACE_SESSION"], "%d.note" % os.getpid()), "a") as f:
+                f.write(text + "\n")
+        except (IOError, OSError):
+            pass
+        return
     try:
         import astrace_bootstrap
         astrace_bootstrap.start()
     except Exception as exc:  # never break the program
         import sys
-        sys.stderr.write(f"astrace: pid {os.getpid()} is not traced: {exc}\n")
+        sys.stderr.write("astrace: pid %d is not traced: %s\n" % (os.getpid(), exc))
 
 
 def _chain_next_sitecustomize():

@@ -169,8 +169,6 @@ static void warn_unreachable_python(char **cmd) {
     }
 }
 
-static volatile sig_atomic_t unused;
-
 /* ---- main ------------------------------------------------------------------ */
 
 int cmd_record(int argc, char **argv) {
@@ -341,7 +339,9 @@ int cmd_record(int argc, char **argv) {
     if (!quiet) {
         char how[128];
         describe_status(main_status, how, sizeof how);
-        if (sess.processes == 0)
+        if (sess.processes == 0 && sess.notes.len)
+            warnx_("no Python process was traced (see the reasons above)");
+        else if (sess.processes == 0)
             warnx_("no Python process was traced: %s did not start a CPython 3.11+ that loaded astrace "
                    "(not a Python program, or Python run with -I/-E/-S)",
                    cmd[0]);
@@ -354,7 +354,6 @@ int cmd_record(int argc, char **argv) {
     }
     session_destroy(&sess);
     encoder_free(&enc);
-    (void)unused;
 
     if (WIFSIGNALED(main_status)) {
         int sig = WTERMSIG(main_status);
