@@ -101,15 +101,6 @@ def _wrap_threads():
 
     threading.Thread._bootstrap_inner = _bootstrap_inner
 
-    def _name_forked_thread():
-        # The runtime made a new segment in the child; name its only thread.
-        try:
-            _astrace.thread_started(threading.current_thread().name)
-        except Exception:
-            pass
-
-    os.register_at_fork(after_in_child=_name_forked_thread)
-
 
 def start():
     session = os.environ["ASTRACE_SESSION"]

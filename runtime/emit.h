@@ -19,8 +19,8 @@ static inline int rt_ready(void) {
     return 1;
 }
 
-static inline void rt_emit(uint16_t type, uint32_t str0, uint64_t ts, int64_t a0) {
-    if (!rt_ready()) return;
+/* Writes a record; call only after rt_ready() returned 1 on this thread. */
+static inline void rt_write(uint16_t type, uint32_t str0, uint64_t ts, int64_t a0) {
     uint64_t next;
     struct astrace_rec_arg *rec = (struct astrace_rec_arg *)astrace_ring_reserve(&rt_tls.ring, sizeof *rec, &next);
     if (!rec) return;
@@ -30,6 +30,10 @@ static inline void rt_emit(uint16_t type, uint32_t str0, uint64_t ts, int64_t a0
     rec->h.ts = ts;
     rec->a0 = a0;
     astrace_ring_commit(&rt_tls.ring, next);
+}
+
+static inline void rt_emit(uint16_t type, uint32_t str0, uint64_t ts, int64_t a0) {
+    if (rt_ready()) rt_write(type, str0, ts, a0);
 }
 
 #endif

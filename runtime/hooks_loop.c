@@ -67,17 +67,18 @@ static PyObject *call_select(MethodHook *self, PyObject *args, PyObject *kwargs)
 static PyObject *str_callback;
 
 static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwargs) {
-    uint32_t name = 0;
-    if (atomic_load_explicit(&rt_generation, memory_order_relaxed) && PyTuple_Size(args) >= 1) {
-        PyObject *cb = PyObject_GetAttr(PyTuple_GetItem(args, 0), str_callback);
+    /* Ready first: in a fork child that makes the segment the name goes in. */
+    if (rt_ready()) {
+        uint32_t name = 0;
+        PyObject *cb = PyTuple_Size(args) >= 1 ? PyObject_GetAttr(PyTuple_GetItem(args, 0), str_callback) : NULL;
         if (cb) {
             name = rt_callback_name_id(cb);
             Py_DECREF(cb);
         } else {
             PyErr_Clear();
         }
+        rt_write(ASTRACE_REC_CALLBACK_BEGIN, name, rt_now_ns(), 0);
     }
-    rt_emit(ASTRACE_REC_CALLBACK_BEGIN, name, rt_now_ns(), 0);
     PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
     rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
     return res;

@@ -37,6 +37,8 @@ struct rt_thread {
 
 extern _Thread_local struct rt_thread rt_tls;
 extern _Atomic uint32_t rt_generation; /* 0 = not recording */
+/* After fork(), until the child's first record makes its own segment. */
+#define RT_GENERATION_FORK_PENDING UINT32_MAX
 
 /* segment.c */
 int rt_segment_start(const struct rt_config *cfg, const char *python_version, int32_t hexversion,

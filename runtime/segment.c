@@ -125,26 +125,38 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
     }
     seg = h;
     seg_len = total;
-    /* Generation 0 means "off"; skip it on wrap. */
+    /* Generation 0 means "off" and the top value "fork pending"; skip both. */
     uint32_t gen = last_generation + 1;
-    if (gen == 0) gen = 1;
+    if (gen == 0 || gen == RT_GENERATION_FORK_PENDING) gen = 1;
     last_generation = gen;
     atomic_store_explicit(&rt_generation, gen, memory_order_release);
     return 0;
 }
 
-/* In a fork child: the parent's segment is still mapped but is not ours to
- * write. Make a fresh one before any Python code runs in the child. */
+/* In a fork child the parent's segment is still mapped but is not ours to
+ * write. The child gets its own segment, made lazily by the first thread
+ * that records: a child that only execs (subprocess, posix_spawn fallbacks)
+ * never runs a hook and so never shows up as an empty process. */
+static struct astrace_seg_header *fork_template;
+static size_t fork_template_len;
+
 static void after_fork_child(void) {
     if (!seg) return;
-    struct astrace_seg_header *parent = seg;
-    size_t parent_len = seg_len;
-    atomic_store(&rt_generation, 0);
+    if (fork_template) munmap(fork_template, fork_template_len); /* fork of a fork that never recorded */
+    fork_template = seg;
+    fork_template_len = seg_len;
     seg = NULL;
+    atomic_store(&rt_generation, RT_GENERATION_FORK_PENDING);
+}
+
+static void create_forked_segment(void) {
     char err[256];
+    struct astrace_seg_header *parent = fork_template;
+    fork_template = NULL;
+    atomic_store(&rt_generation, 0);
     if (create_segment(parent, NULL, 0, NULL, NULL, 0, err, sizeof err) != 0)
         fprintf(stderr, "astrace: pid %d (forked) is not traced: %s\n", getpid(), err);
-    munmap(parent, parent_len);
+    munmap(parent, fork_template_len);
 }
 
 int rt_segment_start(const struct rt_config *c, const char *python_version, int32_t hexversion,
@@ -167,6 +179,7 @@ int rt_segment_start(const struct rt_config *c, const char *python_version, int3
 }
 
 void rt_segment_stop(void) {
+    if (atomic_load(&rt_generation) == RT_GENERATION_FORK_PENDING) atomic_store(&rt_generation, 0);
     if (!seg) return;
     atomic_store(&rt_generation, 0);
     atomic_store(&seg->state, ASTRACE_SEG_FINISHED);
@@ -175,6 +188,13 @@ void rt_segment_stop(void) {
 }
 
 int rt_thread_claim(void) {
+    /* The forking thread keeps its name in the child's segment. */
+    char inherited_name[ASTRACE_THREAD_NAME_MAX] = "";
+    if (atomic_load(&rt_generation) == RT_GENERATION_FORK_PENDING) {
+        if (rt_tls.has_ring) memcpy(inherited_name, rt_tls.ring.hdr->thread_name, sizeof inherited_name);
+        inherited_name[sizeof inherited_name - 1] = 0;
+        create_forked_segment();
+    }
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_acquire);
     rt_tls.generation = gen;
     rt_tls.has_ring = 0;
@@ -185,7 +205,7 @@ int rt_thread_claim(void) {
         uint32_t expect = ASTRACE_RING_FREE;
         if (!atomic_compare_exchange_strong(&rh->state, &expect, ASTRACE_RING_OWNED)) continue;
         atomic_store(&rh->tid, (int64_t)syscall(SYS_gettid));
-        rh->thread_name[0] = 0;
+        memcpy(rh->thread_name, inherited_name, sizeof rh->thread_name);
         atomic_fetch_add_explicit(&rh->generation, 1, memory_order_release);
         rt_tls.ring.hdr = rh;
         rt_tls.ring.data = (uint8_t *)seg + seg->ring_data_offset + (uint64_t)i * seg->ring_size;
@@ -199,6 +219,8 @@ int rt_thread_claim(void) {
 
 void rt_thread_set_name(const char *name) {
     if (!rt_tls.has_ring || rt_tls.generation != atomic_load(&rt_generation)) return;
+    /* Kept in the ring header too, so a fork child can inherit it. */
+    snprintf(rt_tls.ring.hdr->thread_name, sizeof rt_tls.ring.hdr->thread_name, "%s", name);
     uint32_t id = rt_string_add(name, strlen(name));
     uint64_t next;
     struct astrace_rec_hdr *rec = astrace_ring_reserve(&rt_tls.ring, sizeof *rec, &next);

@@ -35,6 +35,9 @@ if __name__ == "__main__":
     grandchild = "import asyncio, subprocess, sys; asyncio.run(asyncio.sleep(0.01)); " \
                  "subprocess.run([sys.executable, '-c', 'import asyncio; asyncio.run(asyncio.sleep(0.02))'])"
     subprocess.run([sys.executable, "-c", grandchild], check=True)
+    # fork()+exec of a non-Python program through a path that runs Python in
+    # the child first (preexec_fn): it must not show up as a process.
+    subprocess.run(["true"], preexec_fn=lambda: None, check=True)
     pid = os.fork()
     if pid == 0:
         asyncio.run(spin(77))

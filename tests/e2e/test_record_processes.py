@@ -15,8 +15,13 @@ class ProcessTests(AstraceTestCase):
         self.assertWellFormed(t)
         procs = {p["pid"]: p for p in t.processes()}
         main_pid = min(procs, key=lambda pid: t.instant("astrace: process", pid=pid)["ts"])
-        # Distinct pids, no process track twice.
+        # Distinct pids, no process track twice, none without a thread (the
+        # `true` child forked with preexec_fn ran no hook and is not there).
         self.assertEqual(len(procs), len(t.processes()))
+        ends = [i for i in t.instants if i["name"] == "astrace: process end"]
+        self.assertEqual(len(ends), len(procs))
+        for pid in procs:
+            self.assertGreater(len(t.threads(pid=pid)), 0, procs[pid])
         # The thread with its own loop: 30 sleep(0) -> 30 + a few iterations, on its own track.
         threads = {th["name"]: th for th in t.threads(pid=main_pid)}
         self.assertIn("MainThread", threads)
