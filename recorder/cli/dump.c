@@ -104,6 +104,18 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
         json_args(o, &s->args);
         fputc('}', o);
     }
+    fputs("],\"counters\":[", o);
+    for (size_t i = 0; i < m->ncounters; i++) {
+        const struct trace_counter *c = &m->counters[i];
+        fprintf(o, "%s{\"track\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"value\":%.17g}", i ? "," : "",
+                m->tracks[c->track].uuid, c->ts, c->value);
+    }
+    fputs("],\"samples\":[", o);
+    for (size_t i = 0; i < m->nsamples; i++) {
+        const struct trace_sample *s = &m->samples[i];
+        fprintf(o, "%s{\"ts\":%" PRIu64 ",\"pid\":%u,\"tid\":%u,\"callstack_iid\":%" PRIu64 "}", i ? "," : "",
+                s->ts, s->pid, s->tid, s->callstack_iid);
+    }
     fputs("]}\n", o);
 }
 
@@ -168,6 +180,19 @@ static void dump_text(FILE *o, const char *path, const struct trace_model *m) {
             st[k].total += (uint64_t)s->dur;
             if ((uint64_t)s->dur > st[k].max) st[k].max = (uint64_t)s->dur;
         }
+        if (t->kind == TRACK_COUNTER) {
+            uint64_t n = 0;
+            double lo = 0, hi = 0;
+            for (size_t i = 0; i < m->ncounters; i++) {
+                if (m->counters[i].track != ti) continue;
+                double v = m->counters[i].value;
+                if (!n++ || v < lo) lo = v;
+                if (n == 1 || v > hi) hi = v;
+            }
+            fprintf(o, "  counter %s: %" PRIu64 " values, min %g, max %g\n", t->name ? t->name : "", n, lo, hi);
+            free(st);
+            continue;
+        }
         if (nst == 0 && t->kind != TRACK_THREAD) {
             free(st);
             continue;
@@ -185,6 +210,7 @@ static void dump_text(FILE *o, const char *path, const struct trace_model *m) {
         }
         free(st);
     }
+    if (m->nsamples) fprintf(o, "stack samples: %zu\n", m->nsamples);
     if (m->unmatched_ends || m->unknown_iids)
         fprintf(o, "problems: %" PRIu64 " END events with no open slice, %" PRIu64 " unknown interned ids\n",
                 m->unmatched_ends, m->unknown_iids);

@@ -279,6 +279,16 @@ static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uin
         struct trace_slice *s = &m->slices[t->open[--t->nopen]];
         s->dur = ts >= s->ts ? (int64_t)(ts - s->ts) : 0;
         convert_args(m, seq, ev->debug_annotations, ev->n_debug_annotations, &s->args);
+    } else if (type == ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_COUNTER) {
+        if (!ev->has_counter_value && !ev->has_double_counter_value) return;
+        if (m->ncounters == m->capcounters) {
+            m->capcounters = m->capcounters ? m->capcounters * 2 : 256;
+            m->counters = xrealloc(m->counters, m->capcounters * sizeof *m->counters);
+        }
+        struct trace_counter *c = &m->counters[m->ncounters++];
+        c->track = ti;
+        c->ts = ts;
+        c->value = ev->has_double_counter_value ? ev->double_counter_value : (double)ev->counter_value;
     } else if (type == ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT) {
         if (m->ninstants == m->capinstants) {
             m->capinstants = m->capinstants ? m->capinstants * 2 : 64;
@@ -450,6 +460,18 @@ static int on_packet(struct read_state *rs, const Astrace__Pb__TracePacket *pk, 
     case ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT:
         on_track_event(m, seq, ts, *default_track_of(rs, seq), pk->track_event);
         break;
+    case ASTRACE__PB__TRACE_PACKET__DATA_PERF_SAMPLE: {
+        if (m->nsamples == m->capsamples) {
+            m->capsamples = m->capsamples ? m->capsamples * 2 : 256;
+            m->samples = xrealloc(m->samples, m->capsamples * sizeof *m->samples);
+        }
+        struct trace_sample *smp = &m->samples[m->nsamples++];
+        smp->ts = ts;
+        smp->pid = pk->perf_sample->pid;
+        smp->tid = pk->perf_sample->tid;
+        smp->callstack_iid = pk->perf_sample->callstack_iid;
+        break;
+    }
     default: break;
     }
     return 0;
@@ -568,6 +590,8 @@ void trace_model_free(struct trace_model *m) {
         free_args(&m->instants[i].args);
     }
     free(m->instants);
+    free(m->counters);
+    free(m->samples);
     if (m->iids) {
         for (size_t i = 0; i < m->iids->cap; i++) free(m->iids->slots[i].text);
         free(m->iids->slots);

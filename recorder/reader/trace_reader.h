@@ -62,6 +62,19 @@ struct trace_instant {
     struct trace_args args;
 };
 
+struct trace_counter {
+    size_t track;
+    uint64_t ts;
+    double value;
+};
+
+/* A callstack sample (PerfSample); frames are not resolved here yet. */
+struct trace_sample {
+    uint64_t ts;
+    uint32_t pid, tid;
+    uint64_t callstack_iid;
+};
+
 struct trace_model {
     struct trace_track *tracks;
     size_t ntracks, captracks;
@@ -69,6 +82,10 @@ struct trace_model {
     size_t nslices, capslices;
     struct trace_instant *instants;
     size_t ninstants, capinstants;
+    struct trace_counter *counters;
+    size_t ncounters, capcounters;
+    struct trace_sample *samples;
+    size_t nsamples, capsamples;
     uint64_t packets;      /* all packets, inner ones included */
     uint64_t bundles_zstd, bundles_zlib;
     uint64_t bytes;        /* file size */

@@ -254,7 +254,71 @@ static void test_bundles_stay_small(void) {
     unlink(path);
 }
 
+/* Counter events and perf samples (what later producers add) read back. */
+static void test_counters_and_samples(void) {
+    char path[] = "/tmp/astrace-unit-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    struct trace_file tf;
+    char err[256];
+    CHECK(trace_file_open(&tf, path, TRACE_COMPRESS_ZSTD, 1, err, sizeof err) == 0);
+    Astrace__Pb__CounterDescriptor cd;
+    astrace__pb__counter_descriptor__init(&cd);
+    Astrace__Pb__TrackDescriptor td;
+    astrace__pb__track_descriptor__init(&td);
+    td.has_uuid = 1;
+    td.uuid = 77;
+    td.name = "ready queue";
+    td.counter = &cd;
+    Astrace__Pb__TracePacket p;
+    astrace__pb__trace_packet__init(&p);
+    p.has_trusted_packet_sequence_id = 1;
+    p.trusted_packet_sequence_id = 5;
+    p.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_DESCRIPTOR;
+    p.track_descriptor = &td;
+    trace_file_write(&tf, &p);
+    for (int i = 0; i < 10; i++) {
+        Astrace__Pb__TrackEvent ev;
+        astrace__pb__track_event__init(&ev);
+        ev.has_type = 1;
+        ev.type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_COUNTER;
+        ev.has_track_uuid = 1;
+        ev.track_uuid = 77;
+        ev.has_counter_value = 1;
+        ev.counter_value = i * i;
+        astrace__pb__trace_packet__init(&p);
+        p.has_timestamp = 1;
+        p.timestamp = 1000 + (uint64_t)i;
+        p.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
+        p.track_event = &ev;
+        trace_file_write(&tf, &p);
+    }
+    Astrace__Pb__PerfSample ps;
+    astrace__pb__perf_sample__init(&ps);
+    ps.has_pid = ps.has_tid = ps.has_callstack_iid = 1;
+    ps.pid = 10;
+    ps.tid = 11;
+    ps.callstack_iid = 3;
+    astrace__pb__trace_packet__init(&p);
+    p.has_timestamp = 1;
+    p.timestamp = 2000;
+    p.data_case = ASTRACE__PB__TRACE_PACKET__DATA_PERF_SAMPLE;
+    p.perf_sample = &ps;
+    trace_file_write(&tf, &p);
+    CHECK(trace_file_close(&tf) == 0);
+    struct trace_model m;
+    CHECK(trace_read_file(path, &m, err, sizeof err) == 0);
+    CHECK_EQ_U(m.ncounters, 10);
+    CHECK(m.ncounters == 10 && m.counters[9].value == 81.0 && m.counters[9].ts == 1009);
+    CHECK(m.ntracks == 1 && m.tracks[0].kind == TRACK_COUNTER);
+    CHECK_EQ_U(m.nsamples, 1);
+    CHECK(m.nsamples == 1 && m.samples[0].tid == 11 && m.samples[0].callstack_iid == 3);
+    trace_model_free(&m);
+    unlink(path);
+}
+
 int main(void) {
+    test_counters_and_samples();
     test_roundtrip(TRACE_COMPRESS_ZSTD);
     test_roundtrip(TRACE_COMPRESS_DEFLATE);
     test_roundtrip(TRACE_COMPRESS_NONE);
