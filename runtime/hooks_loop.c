@@ -21,8 +21,7 @@
 #endif
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *wrapped;
+    PyObject_HEAD PyObject *wrapped;
     int kind;
 } MethodHook;
 
@@ -40,8 +39,10 @@ static PyObject *call_run_once(MethodHook *self, PyObject *args, PyObject *kwarg
 /* select(self, timeout=None): the timeout in ns, or -1 for "block". */
 static int64_t timeout_ns(PyObject *args, PyObject *kwargs) {
     PyObject *t = NULL;
-    if (PyTuple_Size(args) >= 2) t = PyTuple_GetItem(args, 1);
-    else if (kwargs) t = PyDict_GetItemString(kwargs, "timeout");
+    if (PyTuple_Size(args) >= 2)
+        t = PyTuple_GetItem(args, 1);
+    else if (kwargs)
+        t = PyDict_GetItemString(kwargs, "timeout");
     if (!t || t == Py_None) return -1;
     double secs = PyFloat_AsDouble(t);
     if (secs == -1.0 && PyErr_Occurred()) {
@@ -125,7 +126,7 @@ static PyMemberDef hook_members[] = {
 };
 
 static PyType_Slot hook_slots[] = {
-    {Py_tp_call, hook_call},     {Py_tp_descr_get, hook_get}, {Py_tp_getattro, hook_getattr},
+    {Py_tp_call, hook_call},       {Py_tp_descr_get, hook_get},   {Py_tp_getattro, hook_getattr},
     {Py_tp_dealloc, hook_dealloc}, {Py_tp_members, hook_members}, {0, NULL},
 };
 
@@ -160,4 +161,6 @@ PyObject *hook_new(PyObject *wrapped, int kind) {
     return (PyObject *)h;
 }
 
-int hook_is(PyObject *obj) { return hook_type && PyObject_TypeCheck(obj, (PyTypeObject *)hook_type); }
+int hook_is(PyObject *obj) {
+    return hook_type && PyObject_TypeCheck(obj, (PyTypeObject *)hook_type);
+}

@@ -42,11 +42,10 @@ extern _Atomic uint32_t rt_generation; /* 0 = not recording */
 
 /* segment.c */
 int rt_segment_start(const struct rt_config *cfg, const char *python_version, int32_t hexversion,
-                     const char *executable, const char *cmdline, uint32_t cmdline_len,
-                     char *err, size_t errlen);
+                     const char *executable, const char *cmdline, uint32_t cmdline_len, char *err, size_t errlen);
 void rt_segment_stop(void);
-int rt_thread_claim(void);              /* 0 on success, -1 if no ring or not recording */
-void rt_thread_set_name(const char *name); /* sets the name on this thread's ring */
+int rt_thread_claim(void);                         /* 0 on success, -1 if no ring or not recording */
+void rt_thread_set_name(const char *name);         /* sets the name on this thread's ring */
 uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be stored */
 void rt_count_no_ring_drop(void);
 

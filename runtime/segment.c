@@ -46,7 +46,9 @@ static void release_ring(void *value) {
     atomic_compare_exchange_strong(&rh->state, &owned, ASTRACE_RING_RETIRED);
 }
 
-static void make_key(void) { pthread_key_create(&ring_key, release_ring); }
+static void make_key(void) {
+    pthread_key_create(&ring_key, release_ring);
+}
 
 static uint64_t clock_ns(clockid_t id) {
     struct timespec ts;
@@ -56,9 +58,8 @@ static uint64_t clock_ns(clockid_t id) {
 
 /* Creates and publishes a segment; the header text fields are copied from
  * `like` when given (the parent's segment, after fork). */
-static int create_segment(const struct astrace_seg_header *like, const char *pyver, int32_t hexversion,
-                          const char *exe, const char *cmdline, uint32_t cmdline_len, char *err,
-                          size_t errlen) {
+static int create_segment(const struct astrace_seg_header *like, const char *pyver, int32_t hexversion, const char *exe,
+                          const char *cmdline, uint32_t cmdline_len, char *err, size_t errlen) {
     uint64_t total = astrace_seg_total_size(cfg.ring_count, cfg.ring_size, cfg.strings_capacity);
     char tmp[4200], final[4200];
     uint32_t serial = atomic_fetch_add(&segment_serial, 1);
@@ -159,9 +160,8 @@ static void create_forked_segment(void) {
     munmap(parent, fork_template_len);
 }
 
-int rt_segment_start(const struct rt_config *c, const char *python_version, int32_t hexversion,
-                     const char *executable, const char *cmdline, uint32_t cmdline_len, char *err,
-                     size_t errlen) {
+int rt_segment_start(const struct rt_config *c, const char *python_version, int32_t hexversion, const char *executable,
+                     const char *cmdline, uint32_t cmdline_len, char *err, size_t errlen) {
     static int atfork_done;
     if (seg) {
         snprintf(err, errlen, "already recording");

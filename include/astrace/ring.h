@@ -58,8 +58,7 @@ static inline void astrace_ring_commit(struct astrace_ring *r, uint64_t next_hea
  * it was at the bad record; the caller should stop reading it). */
 typedef void (*astrace_record_fn)(void *ctx, const struct astrace_rec_hdr *rec);
 
-static inline long astrace_ring_drain(struct astrace_ring *r, astrace_record_fn fn, void *ctx,
-                                      long max_records) {
+static inline long astrace_ring_drain(struct astrace_ring *r, astrace_record_fn fn, void *ctx, long max_records) {
     uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
     uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
     long n = 0;

@@ -49,13 +49,13 @@ enum astrace_ring_state {
 };
 
 struct astrace_ring_header {
-    _Atomic uint32_t state;  /* enum astrace_ring_state */
-    uint32_t index;          /* position in the segment's ring array */
-    _Atomic int64_t tid;     /* kernel thread id of the owner */
+    _Atomic uint32_t state;      /* enum astrace_ring_state */
+    uint32_t index;              /* position in the segment's ring array */
+    _Atomic int64_t tid;         /* kernel thread id of the owner */
     _Atomic uint32_t generation; /* bumped each time the ring is claimed anew */
     uint32_t reserved0;
     char thread_name[ASTRACE_THREAD_NAME_MAX]; /* NUL-terminated, set at claim */
-    uint8_t pad0[40]; /* header line(s) end at 128 bytes */
+    uint8_t pad0[40];                          /* header line(s) end at 128 bytes */
     /* Producer cache line. */
     _Atomic uint64_t head;            /* total bytes ever written */
     _Atomic uint64_t dropped_records; /* records refused because the ring was full */
@@ -73,19 +73,19 @@ struct astrace_seg_header {
     int32_t ppid;
     _Atomic uint32_t state; /* enum astrace_seg_state */
     uint32_t ring_count;
-    uint64_t ring_size;          /* bytes of data per ring (power of two) */
-    uint64_t rings_offset;       /* offset of the ring header array */
-    uint64_t ring_data_offset;   /* offset of ring 0's data; ring i at +i*ring_size */
-    uint64_t strings_offset;     /* offset of the string table */
-    uint64_t strings_capacity;   /* bytes */
-    _Atomic uint64_t strings_used; /* bytes published */
+    uint64_t ring_size;               /* bytes of data per ring (power of two) */
+    uint64_t rings_offset;            /* offset of the ring header array */
+    uint64_t ring_data_offset;        /* offset of ring 0's data; ring i at +i*ring_size */
+    uint64_t strings_offset;          /* offset of the string table */
+    uint64_t strings_capacity;        /* bytes */
+    _Atomic uint64_t strings_used;    /* bytes published */
     _Atomic uint64_t strings_dropped; /* strings refused: table full */
     _Atomic uint64_t dropped_no_ring; /* records refused: no free ring for the thread */
-    uint64_t start_boottime_ns;  /* when the runtime attached */
+    uint64_t start_boottime_ns;       /* when the runtime attached */
     uint64_t start_realtime_ns;
     int32_t python_hexversion;
     uint32_t reserved0;
-    char python_version[64];          /* sys.version, first line */
+    char python_version[64];           /* sys.version, first line */
     char executable[ASTRACE_TEXT_MAX]; /* sys.executable */
     /* NUL-separated argv (sys.orig_argv when available), length in cmdline_len */
     uint32_t cmdline_len;
@@ -100,8 +100,7 @@ struct astrace_string_entry {
     char bytes[];
 };
 
-static inline uint64_t astrace_seg_total_size(uint32_t ring_count, uint64_t ring_size,
-                                              uint64_t strings_capacity) {
+static inline uint64_t astrace_seg_total_size(uint32_t ring_count, uint64_t ring_size, uint64_t strings_capacity) {
     uint64_t hdr = (sizeof(struct astrace_seg_header) + 4095) & ~4095ULL;
     uint64_t rings = ((uint64_t)ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL;
     return hdr + rings + (uint64_t)ring_count * ring_size + strings_capacity;

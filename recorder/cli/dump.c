@@ -22,8 +22,10 @@ static void json_str(FILE *o, const char *s) {
         case '\r': fputs("\\r", o); break;
         case '\t': fputs("\\t", o); break;
         default:
-            if (*p < 0x20) fprintf(o, "\\u%04x", *p);
-            else fputc(*p, o);
+            if (*p < 0x20)
+                fprintf(o, "\\u%04x", *p);
+            else
+                fputc(*p, o);
         }
     }
     fputc('"', o);
@@ -60,9 +62,10 @@ static void print_arg_value(FILE *o, const struct trace_arg *x) {
 static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
     fputs("{\"file\":", o);
     json_str(o, path);
-    fprintf(o, ",\"bytes\":%" PRIu64 ",\"packets\":%" PRIu64 ",\"zstd_bundles\":%" PRIu64
-               ",\"deflate_bundles\":%" PRIu64 ",\"clock_snapshots\":%" PRIu64 ",\"unmatched_ends\":%" PRIu64
-               ",\"unknown_iids\":%" PRIu64 ",\"first_ts\":%" PRIu64 ",\"last_ts\":%" PRIu64,
+    fprintf(o,
+            ",\"bytes\":%" PRIu64 ",\"packets\":%" PRIu64 ",\"zstd_bundles\":%" PRIu64 ",\"deflate_bundles\":%" PRIu64
+            ",\"clock_snapshots\":%" PRIu64 ",\"unmatched_ends\":%" PRIu64 ",\"unknown_iids\":%" PRIu64
+            ",\"first_ts\":%" PRIu64 ",\"last_ts\":%" PRIu64,
             m->bytes, m->packets, m->bundles_zstd, m->bundles_zlib, m->clock_snapshots, m->unmatched_ends,
             m->unknown_iids, m->first_ts, m->last_ts);
     fputs(",\"tracks\":[", o);
@@ -87,8 +90,9 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
     fputs("],\"slices\":[", o);
     for (size_t i = 0; i < m->nslices; i++) {
         const struct trace_slice *s = &m->slices[i];
-        fprintf(o, "%s{\"track\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"dur\":%" PRId64 ",\"depth\":%u,\"name\":",
-                i ? "," : "", m->tracks[s->track].uuid, s->ts, s->dur, s->depth);
+        fprintf(o,
+                "%s{\"track\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"dur\":%" PRId64 ",\"depth\":%u,\"name\":", i ? "," : "",
+                m->tracks[s->track].uuid, s->ts, s->dur, s->depth);
         json_str(o, s->name);
         fputs(",\"args\":", o);
         json_args(o, &s->args);
@@ -113,8 +117,8 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
     fputs("],\"samples\":[", o);
     for (size_t i = 0; i < m->nsamples; i++) {
         const struct trace_sample *s = &m->samples[i];
-        fprintf(o, "%s{\"ts\":%" PRIu64 ",\"pid\":%u,\"tid\":%u,\"callstack_iid\":%" PRIu64 "}", i ? "," : "",
-                s->ts, s->pid, s->tid, s->callstack_iid);
+        fprintf(o, "%s{\"ts\":%" PRIu64 ",\"pid\":%u,\"tid\":%u,\"callstack_iid\":%" PRIu64 "}", i ? "," : "", s->ts,
+                s->pid, s->tid, s->callstack_iid);
     }
     fputs("]}\n", o);
 }
@@ -248,8 +252,10 @@ int cmd_dump(int argc, char **argv) {
         trace_model_free(&m);
         return 1;
     }
-    if (json) dump_json(stdout, path, &m);
-    else dump_text(stdout, path, &m);
+    if (json)
+        dump_json(stdout, path, &m);
+    else
+        dump_text(stdout, path, &m);
     trace_model_free(&m);
     return 0;
 }

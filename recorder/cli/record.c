@@ -142,9 +142,12 @@ static int parse_size(const char *s, uint64_t *out) {
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s) return -1;
-    if (*end == 'k' || *end == 'K') v <<= 10, end++;
-    else if (*end == 'm' || *end == 'M') v <<= 20, end++;
-    else if (*end == 'g' || *end == 'G') v <<= 30, end++;
+    if (*end == 'k' || *end == 'K')
+        v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        v <<= 20, end++;
+    else if (*end == 'g' || *end == 'G')
+        v <<= 30, end++;
     if (*end == 'i' || *end == 'I') end++;
     if (*end == 'b' || *end == 'B') end++;
     if (*end) return -1;
@@ -160,8 +163,8 @@ static void warn_unreachable_python(char **cmd) {
     for (int i = 1; cmd[i] && cmd[i][0] == '-' && cmd[i][1] != '-'; i++) {
         if (!strcmp(cmd[i], "-c") || !strcmp(cmd[i], "-m")) break;
         if (strpbrk(cmd[i] + 1, "IE")) {
-            warnx_("%s ignores PYTHONPATH (%s: %s), so astrace cannot load into it; it runs untraced", base,
-                   cmd[i], strchr(cmd[i], 'I') ? "isolated mode" : "environment ignored");
+            warnx_("%s ignores PYTHONPATH (%s: %s), so astrace cannot load into it; it runs untraced", base, cmd[i],
+                   strchr(cmd[i], 'I') ? "isolated mode" : "environment ignored");
             return;
         }
         if (strchr(cmd[i] + 1, 'S')) {
@@ -197,9 +200,12 @@ static void write_stats(const char *path, const struct session *sess, const stru
 
 int cmd_record(int argc, char **argv) {
     static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'},      {"force", no_argument, 0, 'f'},
-        {"compression", required_argument, 0, 'c'}, {"buffer-size", required_argument, 0, 'b'},
-        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
+        {"output", required_argument, 0, 'o'},
+        {"force", no_argument, 0, 'f'},
+        {"compression", required_argument, 0, 'c'},
+        {"buffer-size", required_argument, 0, 'b'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
         {"stats-json", required_argument, 0, 's'},
         {0, 0, 0, 0},
     };
@@ -372,8 +378,8 @@ int cmd_record(int argc, char **argv) {
             warnx_("no Python process was traced: %s did not start a CPython 3.11+ that loaded astrace "
                    "(not a Python program, or Python run with -I/-E/-S)",
                    cmd[0]);
-        fprintf(stderr, "astrace: wrote %s (%.1f KiB, %llu events from %u process%s, %llu dropped); %s %s\n",
-                output, tf.bytes_out / 1024.0, (unsigned long long)sess.records, sess.processes,
+        fprintf(stderr, "astrace: wrote %s (%.1f KiB, %llu events from %u process%s, %llu dropped); %s %s\n", output,
+                tf.bytes_out / 1024.0, (unsigned long long)sess.records, sess.processes,
                 sess.processes == 1 ? "" : "es", (unsigned long long)dropped, cmd[0], how);
         if (dropped)
             warnx_("%llu events were dropped because a ring was full; try a larger --buffer-size",

@@ -190,8 +190,7 @@ static void on_track_descriptor(struct trace_model *m, const Astrace__Pb__TrackD
             for (size_t i = 0; i < t->ncmdline; i++) free(t->cmdline[i]);
             free(t->cmdline);
             t->cmdline = xcalloc(td->process->n_cmdline, sizeof *t->cmdline);
-            for (size_t i = 0; i < td->process->n_cmdline; i++)
-                t->cmdline[i] = xstrdup(td->process->cmdline[i]);
+            for (size_t i = 0; i < td->process->n_cmdline; i++) t->cmdline[i] = xstrdup(td->process->cmdline[i]);
             t->ncmdline = td->process->n_cmdline;
         }
     }

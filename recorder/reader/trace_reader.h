@@ -86,9 +86,9 @@ struct trace_model {
     size_t ncounters, capcounters;
     struct trace_sample *samples;
     size_t nsamples, capsamples;
-    uint64_t packets;      /* all packets, inner ones included */
+    uint64_t packets; /* all packets, inner ones included */
     uint64_t bundles_zstd, bundles_zlib;
-    uint64_t bytes;        /* file size */
+    uint64_t bytes; /* file size */
     uint64_t clock_snapshots;
     uint64_t unmatched_ends; /* END events with nothing open */
     uint64_t unknown_iids;   /* names that referred to undefined interned ids */

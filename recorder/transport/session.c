@@ -50,8 +50,7 @@ static int valid_header(const struct astrace_seg_header *h, size_t len) {
     uint64_t want = astrace_seg_total_size(h->ring_count, h->ring_size, h->strings_capacity);
     if (want != len) return 0;
     if (h->strings_offset + h->strings_capacity > len) return 0;
-    if (h->rings_offset + (uint64_t)h->ring_count * sizeof(struct astrace_ring_header) > h->ring_data_offset)
-        return 0;
+    if (h->rings_offset + (uint64_t)h->ring_count * sizeof(struct astrace_ring_header) > h->ring_data_offset) return 0;
     return 1;
 }
 
@@ -154,19 +153,17 @@ static uint64_t drain_segment(struct session *s, struct seg_view *v) {
             memcpy(rv->name, rh->thread_name, sizeof rv->name);
             rv->name[sizeof rv->name - 1] = 0;
         }
-        struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size,
-                                    h->ring_size};
+        struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
         struct drain_ctx ctx = {v->proc, i, rv};
         long n = astrace_ring_drain(&ring, on_record, &ctx, 1L << 30);
         if (n < 0) {
-            warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost",
-                   h->pid, (long long)rv->tid);
+            warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost", h->pid,
+                   (long long)rv->tid);
             rv->broken = 1;
             continue;
         }
         moved += (uint64_t)n;
-        if (state == ASTRACE_RING_RETIRED &&
-            atomic_load(&rh->head) == atomic_load(&rh->tail)) {
+        if (state == ASTRACE_RING_RETIRED && atomic_load(&rh->head) == atomic_load(&rh->tail)) {
             uint32_t retired = ASTRACE_RING_RETIRED;
             atomic_compare_exchange_strong(&rh->state, &retired, ASTRACE_RING_FREE);
         }

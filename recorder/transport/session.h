@@ -21,10 +21,10 @@ struct session {
     char dir[4096];
     struct seg_view *segs;
     size_t nsegs, cap;
-    uint64_t records;      /* drained, all segments */
-    uint64_t dropped;      /* records dropped, finished segments */
-    uint32_t processes;    /* segments seen */
-    struct buf notes;      /* text of <pid>.note files, NUL-terminated */
+    uint64_t records;                                           /* drained, all segments */
+    uint64_t dropped;                                           /* records dropped, finished segments */
+    uint32_t processes;                                         /* segments seen */
+    struct buf notes;                                           /* text of <pid>.note files, NUL-terminated */
     int (*exit_status_of)(pid_t pid, char *out, size_t outlen); /* how a reaped pid ended */
 };
 

@@ -17,8 +17,10 @@ enum {
     ENC_IID_STRINGS = 16,
 };
 static const char *const fixed_names[] = {
-    [IID_LOOP] = "loop iteration", [IID_SELECT] = "select",
-    [IID_CALLBACK] = "callback",   [IID_PROCESS_INFO] = "astrace: process",
+    [IID_LOOP] = "loop iteration",
+    [IID_SELECT] = "select",
+    [IID_CALLBACK] = "callback",
+    [IID_PROCESS_INFO] = "astrace: process",
     [IID_PROCESS_END] = "astrace: process end",
 };
 
@@ -33,7 +35,9 @@ static const char *const ann_names[] = {
 
 /* Slice kinds and their nesting level on a thread track. */
 enum slice_kind { SK_LOOP = 1, SK_SELECT, SK_CALLBACK };
-static int level_of(int kind) { return kind == SK_LOOP ? 0 : 1; }
+static int level_of(int kind) {
+    return kind == SK_LOOP ? 0 : 1;
+}
 
 #define STACK_MAX 8
 
@@ -77,50 +81,43 @@ int seg_string(const struct astrace_seg_header *seg, uint32_t id, const char **o
 
 /* ---- packet helpers ---------------------------------------------------- */
 
-static void ann_uint(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, uint64_t v) {
+/* A debug annotation named by an interned iid (process sequences) or, when
+ * `name` is given, inline (the session sequence, which interns nothing). */
+static Astrace__Pb__DebugAnnotation *ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, const char *name) {
     astrace__pb__debug_annotation__init(a);
-    a->has_name_iid = 1;
+    a->name = (char *)name;
+    a->has_name_iid = name == NULL;
     a->name_iid = name_iid;
+    return a;
+}
+
+static void ann_uint(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, uint64_t v) {
+    ann(a, name_iid, NULL)->uint_value = v;
     a->has_uint_value = 1;
-    a->uint_value = v;
 }
 
 static void ann_int(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, int64_t v) {
-    astrace__pb__debug_annotation__init(a);
-    a->has_name_iid = 1;
-    a->name_iid = name_iid;
+    ann(a, name_iid, NULL)->int_value = v;
     a->has_int_value = 1;
-    a->int_value = v;
 }
 
 static void ann_double(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, double v) {
-    astrace__pb__debug_annotation__init(a);
-    a->has_name_iid = 1;
-    a->name_iid = name_iid;
+    ann(a, name_iid, NULL)->double_value = v;
     a->has_double_value = 1;
-    a->double_value = v;
 }
 
 static void ann_bool(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, int v) {
-    astrace__pb__debug_annotation__init(a);
-    a->has_name_iid = 1;
-    a->name_iid = name_iid;
+    ann(a, name_iid, NULL)->bool_value = v != 0;
     a->has_bool_value = 1;
-    a->bool_value = v != 0;
 }
 
-/* Annotations on the global sequence carry their name inline. */
 static void ann_named_str(Astrace__Pb__DebugAnnotation *a, const char *name, const char *v) {
-    astrace__pb__debug_annotation__init(a);
-    a->name = (char *)name;
-    a->string_value = (char *)v;
+    ann(a, 0, name)->string_value = (char *)v;
 }
 
 static void ann_named_uint(Astrace__Pb__DebugAnnotation *a, const char *name, uint64_t v) {
-    astrace__pb__debug_annotation__init(a);
-    a->name = (char *)name;
+    ann(a, 0, name)->uint_value = v;
     a->has_uint_value = 1;
-    a->uint_value = v;
 }
 
 static void packet_init(Astrace__Pb__TracePacket *p, uint32_t seq, uint64_t ts) {
@@ -451,8 +448,8 @@ static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, in
     Astrace__Pb__DebugAnnotation a;
     Astrace__Pb__DebugAnnotation *ap = &a;
     if (unfinished) ann_bool(&a, ANN_UNFINISHED, 1);
-    emit_event(p, t, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, unfinished ? &ap : NULL,
-               unfinished ? 1 : 0, NULL);
+    emit_event(p, t, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, unfinished ? &ap : NULL, unfinished ? 1 : 0,
+               NULL);
     t->depth--;
 }
 
@@ -547,13 +544,17 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         end_slice(p, t, ts, SK_LOOP, a0 ? ap : NULL, a0 ? 1 : 0);
         break;
     case ASTRACE_REC_POLL_BEGIN:
-        if (a0 >= 0) ann_double(&a[0], ANN_TIMEOUT_MS, (double)a0 / 1e6);
-        else ann_int(&a[0], ANN_TIMEOUT_MS, -1);
+        if (a0 >= 0)
+            ann_double(&a[0], ANN_TIMEOUT_MS, (double)a0 / 1e6);
+        else
+            ann_int(&a[0], ANN_TIMEOUT_MS, -1);
         begin_slice(p, t, ts, SK_SELECT, IID_SELECT, ap, 1, NULL);
         break;
     case ASTRACE_REC_POLL_END:
-        if (a0 >= 0) ann_uint(&a[0], ANN_READY_EVENTS, (uint64_t)a0);
-        else ann_bool(&a[0], ANN_RAISED, 1);
+        if (a0 >= 0)
+            ann_uint(&a[0], ANN_READY_EVENTS, (uint64_t)a0);
+        else
+            ann_bool(&a[0], ANN_RAISED, 1);
         end_slice(p, t, ts, SK_SELECT, ap, 1);
         break;
     case ASTRACE_REC_CALLBACK_BEGIN: {

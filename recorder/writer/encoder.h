@@ -65,8 +65,8 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
 /* Starts a sequence for a newly found segment. */
 struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_seg_header *seg);
 /* One record from ring `ring_index` (generation `gen`, owner tid). */
-void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, int64_t tid,
-                    const char *thread_name, const struct astrace_rec_hdr *rec);
+void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, int64_t tid, const char *thread_name,
+                    const struct astrace_rec_hdr *rec);
 /* Closes what is open and writes the process summary; frees p. */
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records);
 /* Writes the session summary; call last. */

@@ -10,10 +10,14 @@
 #include <zstd.h>
 
 int trace_compression_parse(const char *s, enum trace_compression *out) {
-    if (!strcmp(s, "zstd")) *out = TRACE_COMPRESS_ZSTD;
-    else if (!strcmp(s, "deflate")) *out = TRACE_COMPRESS_DEFLATE;
-    else if (!strcmp(s, "none")) *out = TRACE_COMPRESS_NONE;
-    else return -1;
+    if (!strcmp(s, "zstd"))
+        *out = TRACE_COMPRESS_ZSTD;
+    else if (!strcmp(s, "deflate"))
+        *out = TRACE_COMPRESS_DEFLATE;
+    else if (!strcmp(s, "none"))
+        *out = TRACE_COMPRESS_NONE;
+    else
+        return -1;
     return 0;
 }
 
@@ -86,8 +90,10 @@ void trace_file_flush(struct trace_file *tf) {
     }
     size_t bound;
     size_t out_len = 0;
-    if (tf->compression == TRACE_COMPRESS_ZSTD) bound = ZSTD_compressBound(tf->pending.len);
-    else bound = compressBound((uLong)tf->pending.len);
+    if (tf->compression == TRACE_COMPRESS_ZSTD)
+        bound = ZSTD_compressBound(tf->pending.len);
+    else
+        bound = compressBound((uLong)tf->pending.len);
     buf_reserve(&tf->scratch, bound);
     if (tf->compression == TRACE_COMPRESS_ZSTD) {
         size_t r = ZSTD_compress(tf->scratch.data, bound, tf->pending.data, tf->pending.len, tf->zstd_level);

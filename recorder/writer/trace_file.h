@@ -23,13 +23,13 @@ struct trace_file {
     char *path;
     enum trace_compression compression;
     int zstd_level;
-    struct buf pending;   /* framed packets not yet written */
-    struct buf scratch;   /* packing / compression output */
-    uint64_t packets;     /* inner packets written */
-    uint64_t bytes_in;    /* framed, uncompressed */
-    uint64_t bytes_out;   /* bytes in the file */
+    struct buf pending; /* framed packets not yet written */
+    struct buf scratch; /* packing / compression output */
+    uint64_t packets;   /* inner packets written */
+    uint64_t bytes_in;  /* framed, uncompressed */
+    uint64_t bytes_out; /* bytes in the file */
     uint64_t bundles;
-    int failed;           /* a write failed; errno text in error */
+    int failed; /* a write failed; errno text in error */
     char error[256];
 };
 

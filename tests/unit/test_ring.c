@@ -73,8 +73,10 @@ static void test_full_ring_drops_and_counts(void) {
     struct astrace_ring r = make_ring(4096);
     uint64_t written = 0, refused = 0;
     for (uint64_t i = 0; i < 1000; i++) {
-        if (put(&r, written, 24)) written++;
-        else refused++;
+        if (put(&r, written, 24))
+            written++;
+        else
+            refused++;
     }
     CHECK_EQ_U(written, 4096 / 24);
     CHECK_EQ_U(refused, 1000 - written);
