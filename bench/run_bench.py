@@ -286,7 +286,8 @@ def one_run(kind, name, wl_path, args, env, tmp, idx) -> RunResult:
 
 def bench_workload(name, wl_path, args, env, tmp) -> dict:
     res = {"workload": name, "path": str(wl_path), "status": "ok",
-           "failure": None, "mismatch": None, "warnings": [], "runs": []}
+           "failure": None, "mismatch": None, "warnings": [], "notes": [],
+           "runs": []}
     runs: list[RunResult] = []
 
     if args.warmup:
@@ -381,9 +382,10 @@ def bench_workload(name, wl_path, args, env, tmp) -> dict:
     if s["events_dropped_max"]:
         res["warnings"].append(
             f"events dropped: up to {s['events_dropped_max']:,} in a run (ring full)")
+    res["notes"] = []
     recs = {r.stats["records"] for r in trc}
-    if len(recs) > 1:
-        res["warnings"].append(
+    if len(recs) > 1:  # normal for timing-dependent workloads, so only a note
+        res["notes"].append(
             f"records vary across traced runs: {min(recs):,}..{max(recs):,}")
     for r in trc:
         if r.trace_file_bytes is not None and r.trace_file_bytes != r.stats["trace_bytes"]:
@@ -417,6 +419,8 @@ def bench_workload(name, wl_path, args, env, tmp) -> dict:
         log(f"     recorder CPU            {fmt_s(s['recorder_cpu_s'])} s"
             f"   ({fmt_rate(s['recorder_events_per_cpu_s'])} events/CPU-s,"
             f" {fmt_f(100 * s['recorder_cpu_fraction_of_wall'] if s['recorder_cpu_fraction_of_wall'] is not None else None, 1)}% of wall)")
+    for n in res["notes"]:
+        log(f"     note: {n}")
     for w in res["warnings"]:
         log(f"     WARNING: {w}")
     log("")
