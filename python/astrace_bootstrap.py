@@ -20,7 +20,9 @@ else:
 
 def _hooks():
     return {
-        "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)],
+        "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE),
+                                ("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)],
+        "asyncio.tasks": [],  # see _install: tells the runtime what a task is
         "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
         "selectors": [
             (cls, "select", _astrace.HOOK_SELECT)
@@ -41,7 +43,17 @@ def _note(session, text):
         pass
 
 
+def _init_tasks(module):
+    types = tuple(t for t in (getattr(module, "Task", None), getattr(module, "_PyTask", None)) if t)
+    # Files under the standard library are not "user code" for await and
+    # creation locations; site-packages are.
+    import types as pytypes
+    _astrace.init_tasks(types, [os.path.dirname(os.__file__)], sys.hexversion, pytypes.CodeType)
+
+
 def _install(modname, module):
+    if modname == "asyncio.tasks":
+        _init_tasks(module)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)
         if cls is None:
@@ -110,7 +122,7 @@ def start():
         return
     argv = list(getattr(sys, "orig_argv", sys.argv))
     _astrace.start(session, sys.version.split("\n")[0], sys.hexversion, sys.executable or "", argv,
-                   int(os.environ.get("ASTRACE_RING_SIZE", 4 << 20)),
+                   int(os.environ.get("ASTRACE_RING_SIZE", 16 << 20)),
                    int(os.environ.get("ASTRACE_RING_COUNT", 64)),
                    int(os.environ.get("ASTRACE_STRINGS_SIZE", 4 << 20)))
     _astrace.thread_started("MainThread")

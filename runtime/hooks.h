@@ -8,6 +8,7 @@ enum hook_kind {
     HOOK_RUN_ONCE = 1, /* BaseEventLoop._run_once */
     HOOK_SELECT,       /* selectors.*Selector.select */
     HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
+    HOOK_CREATE_TASK,  /* BaseEventLoop.create_task */
 };
 
 int hooks_init(void);

@@ -67,21 +67,41 @@ static PyObject *call_select(MethodHook *self, PyObject *args, PyObject *kwargs)
 
 static PyObject *str_callback;
 
+/* One callback. A task step also marks the task as the thread's current
+ * one (the parent of tasks it creates) and reports how the step ended. */
 static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwargs) {
+    PyObject *task = NULL;
+    void *previous_task = rt_tls.current_task;
     /* Ready first: in a fork child that makes the segment the name goes in. */
     if (rt_ready()) {
         uint32_t name = 0;
+        int kind = RT_CB_PLAIN;
         PyObject *cb = PyTuple_Size(args) >= 1 ? PyObject_GetAttr(PyTuple_GetItem(args, 0), str_callback) : NULL;
         if (cb) {
-            name = rt_callback_name_id(cb);
+            name = rt_callback_name_id(cb, &kind);
+            if (kind == RT_CB_TASK_STEP) task = rt_task_step_begin(cb);
             Py_DECREF(cb);
         } else {
             PyErr_Clear();
         }
-        rt_write(ASTRACE_REC_CALLBACK_BEGIN, name, rt_now_ns(), 0);
+        rt_write(ASTRACE_REC_CALLBACK_BEGIN, name, rt_now_ns(), (int64_t)(uintptr_t)task);
+        if (task) rt_tls.current_task = task;
     }
     PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    if (task) rt_task_step_end(task, previous_task); /* restores current_task */
     rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
+    return res;
+}
+
+/* BaseEventLoop.create_task: report the task it returns. */
+static PyObject *call_create_task(MethodHook *self, PyObject *args, PyObject *kwargs) {
+    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    if (res) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        rt_task_created(res);
+        PyErr_Restore(type, value, tb);
+    }
     return res;
 }
 
@@ -91,6 +111,7 @@ static PyObject *hook_call(PyObject *op, PyObject *args, PyObject *kwargs) {
     case HOOK_RUN_ONCE: return call_run_once(self, args, kwargs);
     case HOOK_SELECT: return call_select(self, args, kwargs);
     case HOOK_HANDLE_RUN: return call_handle_run(self, args, kwargs);
+    case HOOK_CREATE_TASK: return call_create_task(self, args, kwargs);
     default: return PyObject_Call(self->wrapped, args, kwargs);
     }
 }

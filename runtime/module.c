@@ -4,6 +4,7 @@
  *   start(session_dir, python_version, hexversion, executable, argv,
  *         ring_size, ring_count, strings_capacity)  create the segment
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
+ *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
  *   thread_started(name)     give the calling thread a ring and a name
  *   stop()                   stop recording (atexit)
  *   active()                 whether this process records
@@ -70,7 +71,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_HANDLE_RUN) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_CREATE_TASK) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -98,6 +99,15 @@ static PyObject *mod_thread_started(PyObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_init_tasks(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *types, *prefixes, *code_type;
+    long hexversion;
+    if (!PyArg_ParseTuple(args, "OOlO", &types, &prefixes, &hexversion, &code_type)) return NULL;
+    if (rt_tasks_init(types, prefixes, hexversion, code_type) != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_stop(PyObject *m, PyObject *args) {
     (void)m;
     (void)args;
@@ -114,6 +124,9 @@ static PyObject *mod_active(PyObject *m, PyObject *args) {
 static PyMethodDef methods[] = {
     {"start", mod_start, METH_VARARGS, "Create this process's segment and start recording."},
     {"hook", mod_hook, METH_VARARGS, "hook(cls, name, kind): wrap cls.name with a C hook."},
+    {"init_tasks", mod_init_tasks, METH_VARARGS,
+     "init_tasks(task_types, stdlib_prefixes, hexversion, CodeType): what a task is, what\n"
+     "user code is not, and where coroutine frames keep their line."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},
@@ -138,6 +151,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
     if (hooks_init() != 0 || PyModule_AddIntConstant(m, "HOOK_RUN_ONCE", HOOK_RUN_ONCE) ||
         PyModule_AddIntConstant(m, "HOOK_SELECT", HOOK_SELECT) ||
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
+        PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);
         return NULL;

@@ -25,6 +25,7 @@ struct name_slot {
     PyObject *ref; /* keeps `key` alive when it is an object; NULL for PyMethodDef keys */
     uint32_t id;
     uint32_t generation; /* segment generation the id belongs to (ids restart after fork) */
+    int kind;            /* enum rt_callback_kind */
 };
 
 #define NAME_TABLE_MAX (1u << 16)
@@ -67,7 +68,7 @@ static struct name_slot *find(void *key) {
     }
 }
 
-static void insert(void *key, PyObject *ref, uint32_t id) {
+static void insert(void *key, PyObject *ref, uint32_t id, int kind) {
     if (table_used * 2 >= table_cap) {
         if (table_cap >= NAME_TABLE_MAX) return; /* full: names still work, uncached */
         uint32_t ncap = table_cap ? table_cap * 2 : 256;
@@ -93,6 +94,7 @@ static void insert(void *key, PyObject *ref, uint32_t id) {
     Py_XINCREF(ref);
     table[i].id = id;
     table[i].generation = atomic_load(&rt_generation);
+    table[i].kind = kind;
     table_used++;
 }
 
@@ -146,8 +148,18 @@ static uint32_t make_name(PyObject *cb, PyObject *func) {
     return rt_string_add(buf, len);
 }
 
-uint32_t rt_callback_name_id(void *callback) {
+/* A callback is a task step when it is bound to a task: the C Task's
+ * TaskStepMethWrapper and task_wakeup, or the pure-Python Task's methods. */
+static int classify(PyObject *cb) {
+    PyObject *self = attr(cb, str_self);
+    int kind = self && rt_is_task(self) ? RT_CB_TASK_STEP : RT_CB_PLAIN;
+    Py_XDECREF(self);
+    return kind;
+}
+
+uint32_t rt_callback_name_id(void *callback, int *kind) {
     PyObject *cb = callback;
+    *kind = RT_CB_PLAIN;
     if (!cb || names_init() != 0) {
         PyErr_Clear();
         return 0;
@@ -178,12 +190,15 @@ uint32_t rt_callback_name_id(void *callback) {
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
     if (slot && slot->generation == gen) {
         id = slot->id;
+        *kind = slot->kind;
     } else if (slot) {
         id = slot->id = make_name(cb, func);
         slot->generation = gen;
+        *kind = slot->kind;
     } else {
         id = make_name(cb, func);
-        if (id) insert(key, keyref, id);
+        *kind = classify(cb);
+        if (id) insert(key, keyref, id, *kind);
     }
     Py_XDECREF(code);
     Py_XDECREF(func);

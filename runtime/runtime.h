@@ -6,6 +6,10 @@
  *   emit.h     the hot path: write one record into the calling thread's ring.
  *   hooks_loop.c  wraps asyncio's loop iteration, selector and Handle._run.
  *   names.c    turns a callback object into a cached string-table id.
+ *   tasks.c    task creation, steps and what a suspended task awaits.
+ *   pyframes.c reads CPython's interpreter frames (per-version layout).
+ *   code_info.c  per-code-object facts (qualname, user code or stdlib) and
+ *              "file:line" strings, cached.
  *   module.c   the Python-facing module: start(), stop(), thread_started().
  *
  * The runtime is built against CPython's limited API (3.11), so one binary
@@ -32,7 +36,8 @@ struct rt_thread {
     uint32_t generation;
     int has_ring;
     struct astrace_ring ring;
-    int loop_depth; /* >0 while inside BaseEventLoop._run_once */
+    int loop_depth;     /* >0 while inside BaseEventLoop._run_once */
+    void *current_task; /* the task whose step runs on this thread, or NULL */
 };
 
 extern _Thread_local struct rt_thread rt_tls;
@@ -50,8 +55,17 @@ uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be store
 void rt_count_no_ring_drop(void);
 
 /* names.c */
-uint32_t rt_callback_name_id(void *callback /* PyObject* */);
+enum rt_callback_kind { RT_CB_PLAIN = 0, RT_CB_TASK_STEP = 1 };
+uint32_t rt_callback_name_id(void *callback /* PyObject* */, int *kind);
 void rt_names_clear(void);
+
+/* tasks.c: coroutine lifecycle (PyObject* arguments) */
+int rt_tasks_init(void *task_types /* tuple of task classes */, void *stdlib_prefixes /* list of str */,
+                  long hexversion, void *code_type /* types.CodeType */);
+int rt_is_task(void *obj);
+void rt_task_created(void *task);                       /* after create_task returned it */
+void *rt_task_step_begin(void *callback);               /* the task a step callback runs, new ref; NULL if none */
+void rt_task_step_end(void *task, void *previous_task); /* consumes the task reference */
 
 static inline uint64_t rt_now_ns(void) {
     struct timespec ts;

@@ -19,8 +19,12 @@ enum astrace_rec_type {
     ASTRACE_REC_LOOP_END,       /* ... ends; a0 = 1 if it raised */
     ASTRACE_REC_POLL_BEGIN,     /* selector.select(timeout): a0 = timeout ns, -1 = block */
     ASTRACE_REC_POLL_END,       /* a0 = number of ready events, -1 if it raised */
-    ASTRACE_REC_CALLBACK_BEGIN, /* Handle._run starts; str0 = callback name */
+    ASTRACE_REC_CALLBACK_BEGIN, /* Handle._run starts; str0 = callback name; a0 = task if a task step */
     ASTRACE_REC_CALLBACK_END,   /* a0 = 1 if the callback raised */
+    /* Coroutine lifecycle (issue 3). */
+    ASTRACE_REC_TASK_CREATE,   /* struct astrace_rec_task_create */
+    ASTRACE_REC_TASK_STEP_END, /* struct astrace_rec_task_step_end */
+    ASTRACE_REC_TASK_RENAME,   /* struct astrace_rec_task_create: task, name (set_name, create_task(name=)) */
     ASTRACE_REC_TYPE_COUNT
 };
 
@@ -37,7 +41,49 @@ struct astrace_rec_arg {
     int64_t a0;
 };
 
+/* A task came to be: created through a hooked create_task, or first seen at
+ * a step. Tasks are identified by their address while alive; a create record
+ * for a live address means the old task was destroyed while pending.
+ * str0 = coroutine qualname. The task's name follows inline unless it is a
+ * default "Task-N" name, sent as default_number = N. */
+struct astrace_rec_task_create {
+    struct astrace_rec_hdr h;
+    uint64_t task;
+    uint64_t parent;        /* task whose step created it, 0 if none */
+    uint32_t location;      /* string id of "file:line" of the creating user code, 0 if unknown */
+    uint16_t name_len;      /* bytes of inline name after this struct */
+    uint16_t flags;         /* ASTRACE_TASK_DISCOVERED: seen first at a step, not at creation */
+    int64_t default_number; /* N of a default "Task-N" name, -1 if the name is inline */
+    /* char name[name_len], then padding to 8 */
+};
+
+enum astrace_task_flags { ASTRACE_TASK_DISCOVERED = 1 };
+
+/* How a step ended. */
+enum astrace_step_outcome {
+    ASTRACE_STEP_SUSPENDED = 0, /* the task now awaits something */
+    ASTRACE_STEP_RESULT,        /* done with a result */
+    ASTRACE_STEP_EXCEPTION,     /* done with an exception (text inline: "Type: message") */
+    ASTRACE_STEP_CANCELLED,     /* done, cancelled */
+};
+
+/* A task step ended. str0 = what it now awaits ("await asyncio.sleep()"),
+ * 0 unless suspended. */
+struct astrace_rec_task_step_end {
+    struct astrace_rec_hdr h;
+    uint64_t task;
+    uint64_t target;   /* the task it awaits, if it awaits a task; 0 otherwise */
+    uint32_t location; /* string id of "file:line" of the user code that awaits */
+    uint32_t chain;    /* string id of the await chain, outermost first */
+    uint16_t outcome;  /* enum astrace_step_outcome */
+    uint16_t text_len; /* bytes of inline text after this struct (exception) */
+    uint32_t count;    /* gather: number of children */
+    /* char text[text_len], then padding to 8 */
+};
+
 _Static_assert(sizeof(struct astrace_rec_hdr) == 16, "record header layout");
+_Static_assert(sizeof(struct astrace_rec_task_create) == 48, "record layout");
+_Static_assert(sizeof(struct astrace_rec_task_step_end) == 48, "record layout");
 _Static_assert(sizeof(struct astrace_rec_arg) == 24, "record layout");
 
 #endif

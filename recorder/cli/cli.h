@@ -4,5 +4,6 @@
 
 int cmd_record(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_open(int argc, char **argv);
 
 #endif

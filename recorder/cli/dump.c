@@ -49,6 +49,19 @@ static void json_args(FILE *o, const struct trace_args *a) {
     fputc('}', o);
 }
 
+static void json_flows(FILE *o, const struct trace_flows *f) {
+    if (f->nout) {
+        fputs(",\"flow_out\":[", o);
+        for (size_t i = 0; i < f->nout; i++) fprintf(o, "%s%" PRIu64, i ? "," : "", f->out[i]);
+        fputc(']', o);
+    }
+    if (f->nin) {
+        fputs(",\"flow_in\":[", o);
+        for (size_t i = 0; i < f->nin; i++) fprintf(o, "%s%" PRIu64, i ? "," : "", f->in[i]);
+        fputc(']', o);
+    }
+}
+
 static void print_arg_value(FILE *o, const struct trace_arg *x) {
     switch (x->type) {
     case ARG_INT: fprintf(o, "%" PRId64, x->v.i); break;
@@ -96,6 +109,7 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
         json_str(o, s->name);
         fputs(",\"args\":", o);
         json_args(o, &s->args);
+        json_flows(o, &s->flows);
         fputc('}', o);
     }
     fputs("],\"instants\":[", o);
@@ -106,6 +120,7 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
         json_str(o, s->name);
         fputs(",\"args\":", o);
         json_args(o, &s->args);
+        json_flows(o, &s->flows);
         fputc('}', o);
     }
     fputs("],\"counters\":[", o);

@@ -13,6 +13,7 @@ static void usage(FILE *out) {
           "commands:\n"
           "  record [options] -- CMD [ARGS...]   run CMD and record every Python process it starts\n"
           "  dump [--json] TRACE                 print what a trace holds (tracks, slices, metadata)\n"
+          "  open [--no-browser] TRACE           serve TRACE once and open it in ui.perfetto.dev\n"
           "\n"
           "Run 'astrace <command> --help' for a command's options.\n"
           "Open a trace at https://ui.perfetto.dev (Open trace file).\n",
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "record")) return cmd_record(argc - 1, argv + 1);
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 1, argv + 1);
+    if (!strcmp(cmd, "open")) return cmd_open(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

@@ -31,7 +31,7 @@
 #include "writer/encoder.h"
 #include "writer/trace_file.h"
 
-#define DEFAULT_RING_SIZE (4u << 20)
+#define DEFAULT_RING_SIZE (16u << 20)
 
 static void record_usage(FILE *out) {
     fputs("usage: astrace record [options] -- CMD [ARGS...]\n"
@@ -45,7 +45,7 @@ static void record_usage(FILE *out) {
           "  -f, --force            overwrite PATH if it exists (default: refuse)\n"
           "      --compression ALG  zstd (default; Perfetto v58+, ui.perfetto.dev),\n"
           "                         deflate (any trace processor since 2019) or none\n"
-          "      --buffer-size SIZE per-thread ring size, power of two, e.g. 4M (default 4M);\n"
+          "      --buffer-size SIZE per-thread ring size, power of two, e.g. 4M (default 16M);\n"
           "                         a full ring drops events and counts them\n"
           "  -q, --quiet            no summary line on stderr\n"
           "      --stats-json PATH  write the run's numbers (events, bytes, drops, recorder CPU\n"

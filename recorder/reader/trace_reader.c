@@ -240,6 +240,19 @@ static void convert_args(struct trace_model *m, uint32_t seq, Astrace__Pb__Debug
     }
 }
 
+static void add_flows(struct trace_flows *f, const Astrace__Pb__TrackEvent *ev) {
+    if (ev->n_flow_ids) {
+        f->out = xrealloc(f->out, (f->nout + ev->n_flow_ids) * sizeof *f->out);
+        memcpy(f->out + f->nout, ev->flow_ids, ev->n_flow_ids * sizeof *f->out);
+        f->nout += ev->n_flow_ids;
+    }
+    if (ev->n_terminating_flow_ids) {
+        f->in = xrealloc(f->in, (f->nin + ev->n_terminating_flow_ids) * sizeof *f->in);
+        memcpy(f->in + f->nin, ev->terminating_flow_ids, ev->n_terminating_flow_ids * sizeof *f->in);
+        f->nin += ev->n_terminating_flow_ids;
+    }
+}
+
 static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uint64_t default_track,
                            const Astrace__Pb__TrackEvent *ev) {
     uint64_t uuid = ev->has_track_uuid ? ev->track_uuid : default_track;
@@ -264,6 +277,7 @@ static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uin
         struct trace_track *t = &m->tracks[ti];
         s->depth = (uint32_t)t->nopen;
         convert_args(m, seq, ev->debug_annotations, ev->n_debug_annotations, &s->args);
+        add_flows(&s->flows, ev);
         if (t->nopen == t->capopen) {
             t->capopen = t->capopen ? t->capopen * 2 : 8;
             t->open = xrealloc(t->open, t->capopen * sizeof *t->open);
@@ -278,6 +292,7 @@ static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uin
         struct trace_slice *s = &m->slices[t->open[--t->nopen]];
         s->dur = ts >= s->ts ? (int64_t)(ts - s->ts) : 0;
         convert_args(m, seq, ev->debug_annotations, ev->n_debug_annotations, &s->args);
+        add_flows(&s->flows, ev);
     } else if (type == ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_COUNTER) {
         if (!ev->has_counter_value && !ev->has_double_counter_value) return;
         if (m->ncounters == m->capcounters) {
@@ -299,6 +314,7 @@ static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uin
         in->ts = ts;
         in->name = xstrdup(name ? name : "");
         convert_args(m, seq, ev->debug_annotations, ev->n_debug_annotations, &in->args);
+        add_flows(&in->flows, ev);
     }
 }
 
@@ -582,11 +598,15 @@ void trace_model_free(struct trace_model *m) {
     for (size_t i = 0; i < m->nslices; i++) {
         free(m->slices[i].name);
         free_args(&m->slices[i].args);
+        free(m->slices[i].flows.out);
+        free(m->slices[i].flows.in);
     }
     free(m->slices);
     for (size_t i = 0; i < m->ninstants; i++) {
         free(m->instants[i].name);
         free_args(&m->instants[i].args);
+        free(m->instants[i].flows.out);
+        free(m->instants[i].flows.in);
     }
     free(m->instants);
     free(m->counters);

@@ -46,8 +46,16 @@ struct trace_track {
     size_t nopen, capopen;
 };
 
+/* Flow ids bound to a slice or instant: `out` start or continue a flow,
+ * `in` terminate one (TrackEvent.flow_ids / terminating_flow_ids). */
+struct trace_flows {
+    uint64_t *out, *in;
+    size_t nout, nin;
+};
+
 struct trace_slice {
     size_t track; /* index into model.tracks */
+    struct trace_flows flows;
     uint64_t ts;
     int64_t dur; /* -1 while unterminated */
     char *name;
@@ -57,6 +65,7 @@ struct trace_slice {
 
 struct trace_instant {
     size_t track;
+    struct trace_flows flows;
     uint64_t ts;
     char *name;
     struct trace_args args;

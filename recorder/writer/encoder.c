@@ -1,36 +1,45 @@
-/* Implementation of encoder.h: sequences, tracks, interning and the
- * records-to-slices rules. */
+/* Implementation of encoder.h: sessions, processes, thread tracks, interning
+ * hand-off and the loop-iteration slices. Task tracks are in tasks.c. */
 #include "encoder.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Event-name iids below ENC_IID_STRINGS are fixed names; a segment string's
- * iid is its id + ENC_IID_STRINGS. */
-enum {
-    IID_LOOP = 1,
-    IID_SELECT,
-    IID_CALLBACK,
-    IID_PROCESS_INFO,
-    IID_PROCESS_END,
-    ENC_IID_STRINGS = 16,
-};
-static const char *const fixed_names[] = {
+#include "writer/encoder_internal.h"
+
+const char *const enc_fixed_names[IID_TASKS_FIXED_END] = {
     [IID_LOOP] = "loop iteration",
     [IID_SELECT] = "select",
     [IID_CALLBACK] = "callback",
     [IID_PROCESS_INFO] = "astrace: process",
     [IID_PROCESS_END] = "astrace: process end",
+    [IID_RUN] = "run",
+    [IID_SCHEDULED] = "scheduled",
 };
 
-/* Debug-annotation name iids, fixed on every process sequence. */
-enum { ANN_TIMEOUT_MS = 1, ANN_READY_EVENTS, ANN_RAISED, ANN_UNFINISHED, ANN_COUNT };
-static const char *const ann_names[] = {
+const char *const enc_ann_names[ANN_COUNT] = {
     [ANN_TIMEOUT_MS] = "timeout_ms",
     [ANN_READY_EVENTS] = "ready_events",
     [ANN_RAISED] = "raised",
     [ANN_UNFINISHED] = "unfinished",
+    [ANN_TASK_NAME] = "task_name",
+    [ANN_CORO] = "coroutine",
+    [ANN_CREATED_AT] = "created_at",
+    [ANN_PARENT] = "parent",
+    [ANN_OUTCOME] = "outcome",
+    [ANN_EXCEPTION] = "exception",
+    [ANN_RUNNING_MS] = "running_ms",
+    [ANN_WAITING_MS] = "waiting_ms",
+    [ANN_STEPS] = "steps",
+    [ANN_AWAITED_AT] = "awaited_at",
+    [ANN_AWAIT_CHAIN] = "await_chain",
+    [ANN_AWAITED_TASK] = "awaited_task",
+    [ANN_GATHER_CHILDREN] = "gather_children",
+    [ANN_STATE] = "state",
+    [ANN_DISCOVERED] = "discovered",
+    [ANN_TASK] = "task",
+    [ANN_LANE_FROM_NS] = "on_lane_since_ns",
 };
 
 /* Slice kinds and their nesting level on a thread track. */
@@ -38,19 +47,6 @@ enum slice_kind { SK_LOOP = 1, SK_SELECT, SK_CALLBACK };
 static int level_of(int kind) {
     return kind == SK_LOOP ? 0 : 1;
 }
-
-#define STACK_MAX 8
-
-struct enc_thread {
-    uint32_t generation; /* ring generation this track belongs to; 0 = unseen */
-    uint64_t uuid;
-    int64_t tid;
-    char name[ASTRACE_THREAD_NAME_MAX];
-    int described;
-    int stack[STACK_MAX];
-    int depth;
-    uint64_t last_ts;
-};
 
 struct enc_pid {
     int32_t pid;
@@ -63,6 +59,7 @@ void encoder_init(struct encoder *e, struct trace_file *tf) {
     memset(e, 0, sizeof *e);
     e->tf = tf;
     e->next_uuid = 1;
+    e->next_flow = 1;
     e->next_seq = SESSION_SEQ + 1;
 }
 
@@ -79,45 +76,35 @@ int seg_string(const struct astrace_seg_header *seg, uint32_t id, const char **o
     return (int)len;
 }
 
+/* A segment string as a C string (valid until the next call). */
+static const char *seg_text(const struct astrace_seg_header *seg, uint32_t id, const char *fallback) {
+    static char text[4097];
+    const char *s;
+    int len = seg_string(seg, id, &s);
+    if (len < 0) return fallback;
+    memcpy(text, s, (size_t)len);
+    text[len] = 0;
+    return text;
+}
+
+const char *enc_seg_text(struct enc_process *p, uint32_t id, const char *fallback) {
+    return seg_text(p->seg, id, fallback);
+}
+
 /* ---- packet helpers ---------------------------------------------------- */
 
-/* A debug annotation named by an interned iid (process sequences) or, when
- * `name` is given, inline (the session sequence, which interns nothing). */
-static Astrace__Pb__DebugAnnotation *ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, const char *name) {
+/* Annotations on the session sequence carry their names inline. */
+static void named_str(Astrace__Pb__DebugAnnotation *a, const char *name, const char *v) {
     astrace__pb__debug_annotation__init(a);
     a->name = (char *)name;
-    a->has_name_iid = name == NULL;
-    a->name_iid = name_iid;
-    return a;
+    a->string_value = (char *)v;
 }
 
-static void ann_uint(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, uint64_t v) {
-    ann(a, name_iid, NULL)->uint_value = v;
+static void named_uint(Astrace__Pb__DebugAnnotation *a, const char *name, uint64_t v) {
+    astrace__pb__debug_annotation__init(a);
+    a->name = (char *)name;
     a->has_uint_value = 1;
-}
-
-static void ann_int(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, int64_t v) {
-    ann(a, name_iid, NULL)->int_value = v;
-    a->has_int_value = 1;
-}
-
-static void ann_double(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, double v) {
-    ann(a, name_iid, NULL)->double_value = v;
-    a->has_double_value = 1;
-}
-
-static void ann_bool(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid, int v) {
-    ann(a, name_iid, NULL)->bool_value = v != 0;
-    a->has_bool_value = 1;
-}
-
-static void ann_named_str(Astrace__Pb__DebugAnnotation *a, const char *name, const char *v) {
-    ann(a, 0, name)->string_value = (char *)v;
-}
-
-static void ann_named_uint(Astrace__Pb__DebugAnnotation *a, const char *name, uint64_t v) {
-    ann(a, 0, name)->uint_value = v;
-    a->has_uint_value = 1;
+    a->uint_value = v;
 }
 
 static void packet_init(Astrace__Pb__TracePacket *p, uint32_t seq, uint64_t ts) {
@@ -126,6 +113,75 @@ static void packet_init(Astrace__Pb__TracePacket *p, uint32_t seq, uint64_t ts) 
     p->trusted_packet_sequence_id = seq;
     p->has_timestamp = 1;
     p->timestamp = ts;
+}
+
+uint64_t enc_new_uuid(struct enc_process *p) {
+    return p->enc->next_uuid++;
+}
+
+uint64_t enc_new_flow(struct enc_process *p) {
+    return p->enc->next_flow++;
+}
+
+/* Takes the pending interned entries for the packet being built. */
+static Astrace__Pb__InternedData *take_batch(struct enc_process *p, Astrace__Pb__InternedData *idata) {
+    struct intern_batch *b = &p->ext->batch;
+    if (!b->nnames && !b->nstrs) return NULL;
+    astrace__pb__interned_data__init(idata);
+    idata->n_event_names = b->nnames;
+    idata->event_names = b->name_ptrs;
+    idata->n_debug_annotation_string_values = b->nstrs;
+    idata->debug_annotation_string_values = b->str_ptrs;
+    return idata;
+}
+
+static void clear_batch(struct enc_process *p) {
+    p->ext->batch.nnames = p->ext->batch.nstrs = 0;
+}
+
+void enc_emit(struct enc_process *p, const struct enc_event *e) {
+    Astrace__Pb__TrackEvent ev;
+    astrace__pb__track_event__init(&ev);
+    ev.has_type = 1;
+    ev.type = (Astrace__Pb__TrackEvent__Type)e->type;
+    ev.has_track_uuid = 1;
+    ev.track_uuid = e->track;
+    if (e->name_iid) {
+        ev.has_name_iid = 1;
+        ev.name_iid = e->name_iid;
+    }
+    ev.n_debug_annotations = e->nanns;
+    ev.debug_annotations = e->anns;
+    ev.n_flow_ids = e->nflows;
+    ev.flow_ids = (uint64_t *)e->flows;
+    ev.n_terminating_flow_ids = e->nterminating;
+    ev.terminating_flow_ids = (uint64_t *)e->terminating_flows;
+    Astrace__Pb__TracePacket pk;
+    Astrace__Pb__InternedData idata;
+    packet_init(&pk, p->seq_id, e->ts);
+    pk.has_sequence_flags = 1;
+    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
+    pk.interned_data = take_batch(p, &idata);
+    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
+    pk.track_event = &ev;
+    trace_file_write(p->enc->tf, &pk);
+    clear_batch(p);
+    p->enc->events++;
+    if (e->ts > p->last_ts) p->last_ts = e->ts;
+    if (e->ts > p->enc->last_ts) p->enc->last_ts = e->ts;
+}
+
+void enc_write_track(struct enc_process *p, Astrace__Pb__TrackDescriptor *td, uint64_t ts) {
+    Astrace__Pb__TracePacket pk;
+    Astrace__Pb__InternedData idata;
+    packet_init(&pk, p->seq_id, ts);
+    pk.has_sequence_flags = 1;
+    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
+    pk.interned_data = take_batch(p, &idata);
+    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_DESCRIPTOR;
+    pk.track_descriptor = td;
+    trace_file_write(p->enc->tf, &pk);
+    clear_batch(p);
 }
 
 /* ---- session ----------------------------------------------------------- */
@@ -189,13 +245,13 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     snprintf(ring, sizeof ring, "%llu", (unsigned long long)info->ring_size);
     Astrace__Pb__DebugAnnotation a[7];
     Astrace__Pb__DebugAnnotation *ap[7];
-    ann_named_str(&a[0], "astrace_version", ASTRACE_VERSION);
-    ann_named_str(&a[1], "command", (char *)cmd.data);
-    ann_named_str(&a[2], "compression", info->compression);
-    ann_named_uint(&a[3], "start_realtime_ns", info->start_realtime_ns);
-    ann_named_str(&a[4], "sampler", "off");
-    ann_named_uint(&a[5], "ring_size_bytes", info->ring_size);
-    ann_named_str(&a[6], "clock", "BOOTTIME");
+    named_str(&a[0], "astrace_version", ASTRACE_VERSION);
+    named_str(&a[1], "command", (char *)cmd.data);
+    named_str(&a[2], "compression", info->compression);
+    named_uint(&a[3], "start_realtime_ns", info->start_realtime_ns);
+    named_str(&a[4], "sampler", "off");
+    named_uint(&a[5], "ring_size_bytes", info->ring_size);
+    named_str(&a[6], "clock", "BOOTTIME");
     for (int i = 0; i < 7; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
@@ -216,10 +272,10 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
 void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t processes, const char *notes) {
     Astrace__Pb__DebugAnnotation a[4];
     Astrace__Pb__DebugAnnotation *ap[4];
-    ann_named_uint(&a[0], "events", e->events);
-    ann_named_uint(&a[1], "events_dropped", dropped_total);
-    ann_named_uint(&a[2], "processes", processes);
-    ann_named_str(&a[3], "notes", notes && *notes ? notes : "");
+    named_uint(&a[0], "events", e->events);
+    named_uint(&a[1], "events_dropped", dropped_total);
+    named_uint(&a[2], "processes", processes);
+    named_str(&a[3], "notes", notes && *notes ? notes : "");
     for (int i = 0; i < 4; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
@@ -244,20 +300,35 @@ void encoder_free(struct encoder *e) {
 
 /* ---- processes ----------------------------------------------------------- */
 
-static uint64_t pid_uuid(struct encoder *e, int32_t pid, int *is_new) {
+static uint64_t pid_uuid(struct encoder *e, int32_t pid) {
     for (size_t i = 0; i < e->npids; i++)
-        if (e->pids[i].pid == pid) {
-            *is_new = 0;
-            return e->pids[i].uuid;
-        }
+        if (e->pids[i].pid == pid) return e->pids[i].uuid;
     if (e->npids == e->cap_pids) {
         e->cap_pids = e->cap_pids ? e->cap_pids * 2 : 16;
         e->pids = xrealloc(e->pids, e->cap_pids * sizeof *e->pids);
     }
     e->pids[e->npids].pid = pid;
     e->pids[e->npids].uuid = e->next_uuid++;
-    *is_new = 1;
     return e->pids[e->npids++].uuid;
+}
+
+/* `python app.py` is named after its script, `python -m pkg` after pkg. */
+static void process_name(char *const *argv, size_t argc, char *out, size_t cap) {
+    const char *base = argc ? strrchr(argv[0], '/') : NULL;
+    snprintf(out, cap, "%s", argc ? (base ? base + 1 : argv[0]) : "python");
+    for (size_t i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            if (!strcmp(argv[i], "-m") && i + 1 < argc) {
+                snprintf(out, cap, "python -m %s", argv[i + 1]);
+                return;
+            }
+            if (!strcmp(argv[i], "-c")) return;
+            continue;
+        }
+        const char *sb = strrchr(argv[i], '/');
+        snprintf(out, cap, "%s", sb ? sb + 1 : argv[i]);
+        return;
+    }
 }
 
 struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_seg_header *seg) {
@@ -268,21 +339,20 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
     p->seg = seg;
     p->nthreads = seg->ring_count;
     p->threads = xcalloc(p->nthreads, sizeof *p->threads);
-    p->interned_bits = seg->strings_capacity / 4 + 1;
-    p->interned = xcalloc(p->interned_bits / 8 + 1, 1);
-    int is_new;
-    p->process_uuid = pid_uuid(e, seg->pid, &is_new);
+    p->ext = xcalloc(1, sizeof *p->ext);
+    p->ext->tasks = tasks_new();
+    p->process_uuid = pid_uuid(e, seg->pid);
     uint64_t ts = seg->start_boottime_ns;
 
     /* First packet: clears incremental state and interns the fixed names. */
-    Astrace__Pb__EventName names[sizeof fixed_names / sizeof *fixed_names];
-    Astrace__Pb__EventName *name_ptrs[sizeof fixed_names / sizeof *fixed_names];
+    Astrace__Pb__EventName names[IID_TASKS_FIXED_END];
+    Astrace__Pb__EventName *name_ptrs[IID_TASKS_FIXED_END];
     size_t nn = 0;
-    for (size_t i = 1; i < sizeof fixed_names / sizeof *fixed_names; i++) {
+    for (size_t i = 1; i < IID_TASKS_FIXED_END; i++) {
         astrace__pb__event_name__init(&names[nn]);
         names[nn].has_iid = 1;
         names[nn].iid = i;
-        names[nn].name = (char *)fixed_names[i];
+        names[nn].name = (char *)enc_fixed_names[i];
         name_ptrs[nn] = &names[nn];
         nn++;
     }
@@ -293,7 +363,7 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
         astrace__pb__debug_annotation_name__init(&anns[na]);
         anns[na].has_iid = 1;
         anns[na].iid = i;
-        anns[na].name = (char *)ann_names[i];
+        anns[na].name = (char *)enc_ann_names[i];
         ann_ptrs[na] = &anns[na];
         na++;
     }
@@ -315,29 +385,14 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
         argv_store[argc++] = cmdline + i;
         i += (uint32_t)strlen(cmdline + i) + 1;
     }
+    char pname[256];
+    process_name(argv_store, argc, pname, sizeof pname);
     Astrace__Pb__ProcessDescriptor pd;
     astrace__pb__process_descriptor__init(&pd);
     pd.has_pid = 1;
     pd.pid = seg->pid;
     pd.n_cmdline = argc;
     pd.cmdline = argv_store;
-    char pname[256];
-    const char *base = argc ? strrchr(argv_store[0], '/') : NULL;
-    snprintf(pname, sizeof pname, "%s", argc ? (base ? base + 1 : argv_store[0]) : "python");
-    /* Name a `python app.py` process after its script, as users think of it. */
-    for (size_t i = 1; i < argc; i++) {
-        if (argv_store[i][0] == '-') {
-            if (!strcmp(argv_store[i], "-m") && i + 1 < argc) {
-                snprintf(pname, sizeof pname, "python -m %s", argv_store[i + 1]);
-                break;
-            }
-            if (!strcmp(argv_store[i], "-c")) break;
-            continue;
-        }
-        const char *sb = strrchr(argv_store[i], '/');
-        snprintf(pname, sizeof pname, "%s", sb ? sb + 1 : argv_store[i]);
-        break;
-    }
     pd.process_name = pname;
     pd.has_start_timestamp_ns = 1;
     pd.start_timestamp_ns = (int64_t)ts;
@@ -361,34 +416,22 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
 
     /* Process metadata instant on the process track. */
     Astrace__Pb__DebugAnnotation a[4];
-    Astrace__Pb__DebugAnnotation *ap[4];
+    Astrace__Pb__DebugAnnotation *ap[4] = {&a[0], &a[1], &a[2], &a[3]};
     char hex[16];
     snprintf(hex, sizeof hex, "0x%08x", (unsigned)seg->python_hexversion);
     char pyver[sizeof seg->python_version + 1], exe[sizeof seg->executable + 1];
     snprintf(pyver, sizeof pyver, "%.*s", (int)sizeof seg->python_version, seg->python_version);
     snprintf(exe, sizeof exe, "%.*s", (int)sizeof seg->executable, seg->executable);
-    ann_named_str(&a[0], "python_version", pyver);
-    ann_named_str(&a[1], "python_hexversion", hex);
-    ann_named_str(&a[2], "executable", exe);
-    ann_named_uint(&a[3], "ppid", (uint64_t)seg->ppid);
-    for (int i = 0; i < 4; i++) ap[i] = &a[i];
-    Astrace__Pb__TrackEvent ev;
-    astrace__pb__track_event__init(&ev);
-    ev.has_type = 1;
-    ev.type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT;
-    ev.has_track_uuid = 1;
-    ev.track_uuid = p->process_uuid;
-    ev.has_name_iid = 1;
-    ev.name_iid = IID_PROCESS_INFO;
-    ev.n_debug_annotations = 4;
-    ev.debug_annotations = ap;
-    packet_init(&pk, p->seq_id, ts);
-    pk.has_sequence_flags = 1;
-    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
-    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
-    pk.track_event = &ev;
-    trace_file_write(e->tf, &pk);
-    if (ts > e->last_ts) e->last_ts = ts;
+    named_str(&a[0], "python_version", pyver);
+    named_str(&a[1], "python_hexversion", hex);
+    named_str(&a[2], "executable", exe);
+    named_uint(&a[3], "ppid", (uint64_t)seg->ppid);
+    enc_emit(p, &(struct enc_event){.track = p->process_uuid,
+                                    .ts = ts,
+                                    .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT,
+                                    .name_iid = IID_PROCESS_INFO,
+                                    .anns = ap,
+                                    .nanns = 4});
     p->last_ts = ts;
     return p;
 }
@@ -410,54 +453,50 @@ static void describe_thread(struct enc_process *p, struct enc_thread *t, uint64_
     td.thread = &thd;
     td.has_disallow_merging_with_system_tracks = 1;
     td.disallow_merging_with_system_tracks = 1;
-    Astrace__Pb__TracePacket pk;
-    packet_init(&pk, p->seq_id, ts);
-    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_DESCRIPTOR;
-    pk.track_descriptor = &td;
-    trace_file_write(p->enc->tf, &pk);
+    enc_write_track(p, &td, ts);
     t->described = 1;
 }
 
-/* Emits one TrackEvent on a thread track. */
-static void emit_event(struct enc_process *p, struct enc_thread *t, uint64_t ts, int type, uint64_t name_iid,
-                       Astrace__Pb__DebugAnnotation **anns, size_t nanns, Astrace__Pb__InternedData *idata) {
-    Astrace__Pb__TrackEvent ev;
-    astrace__pb__track_event__init(&ev);
-    ev.has_type = 1;
-    ev.type = (Astrace__Pb__TrackEvent__Type)type;
-    ev.has_track_uuid = 1;
-    ev.track_uuid = t->uuid;
-    if (name_iid) {
-        ev.has_name_iid = 1;
-        ev.name_iid = name_iid;
+void enc_thread_add_end_flow(struct enc_thread *th, uint64_t flow) {
+    if (th->nend_flows == th->capend_flows) {
+        th->capend_flows = th->capend_flows ? th->capend_flows * 2 : 8;
+        th->end_flows = xrealloc(th->end_flows, th->capend_flows * sizeof *th->end_flows);
     }
-    ev.n_debug_annotations = nanns;
-    ev.debug_annotations = anns;
-    Astrace__Pb__TracePacket pk;
-    packet_init(&pk, p->seq_id, ts);
-    pk.has_sequence_flags = 1;
-    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
-    pk.interned_data = idata;
-    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
-    pk.track_event = &ev;
-    trace_file_write(p->enc->tf, &pk);
-    p->enc->events++;
+    th->end_flows[th->nend_flows++] = flow;
 }
 
-static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, int unfinished) {
+/* ---- loop slices on the thread track --------------------------------------- */
+
+static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, int unfinished,
+                    Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
     Astrace__Pb__DebugAnnotation a;
     Astrace__Pb__DebugAnnotation *ap = &a;
-    if (unfinished) ann_bool(&a, ANN_UNFINISHED, 1);
-    emit_event(p, t, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, unfinished ? &ap : NULL, unfinished ? 1 : 0,
-               NULL);
+    if (unfinished) {
+        ann_bool(&a, ANN_UNFINISHED, 1);
+        anns = &ap;
+        nanns = 1;
+    }
+    enc_emit(p, &(struct enc_event){.track = t->uuid,
+                                    .ts = ts,
+                                    .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END,
+                                    .anns = anns,
+                                    .nanns = nanns,
+                                    .flows = t->end_flows,
+                                    .nflows = t->nend_flows});
+    t->nend_flows = 0;
     t->depth--;
 }
 
 static void begin_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind, uint64_t name_iid,
-                        Astrace__Pb__DebugAnnotation **anns, size_t nanns, Astrace__Pb__InternedData *idata) {
-    while (t->depth > 0 && level_of(t->stack[t->depth - 1]) >= level_of(kind)) end_top(p, t, ts, 1);
+                        Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
+    while (t->depth > 0 && level_of(t->stack[t->depth - 1]) >= level_of(kind)) end_top(p, t, ts, 1, NULL, 0);
     if (t->depth == STACK_MAX) return;
-    emit_event(p, t, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, name_iid, anns, nanns, idata);
+    enc_emit(p, &(struct enc_event){.track = t->uuid,
+                                    .ts = ts,
+                                    .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
+                                    .name_iid = name_iid,
+                                    .anns = anns,
+                                    .nanns = nanns});
     t->stack[t->depth++] = kind;
 }
 
@@ -470,58 +509,29 @@ static void end_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, 
             break;
         }
     if (at < 0) return; /* its BEGIN was dropped */
-    while (t->depth > at + 1) end_top(p, t, ts, 1);
-    emit_event(p, t, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, anns, nanns, NULL);
-    t->depth--;
+    while (t->depth > at + 1) end_top(p, t, ts, 1, NULL, 0);
+    end_top(p, t, ts, 0, anns, nanns);
 }
 
-/* Interns a segment string as an event name unless done already; fills
- * `idata` (and the entry) when it must go out with this packet. */
-static uint64_t intern_name(struct enc_process *p, uint32_t id, Astrace__Pb__InternedData *idata,
-                            Astrace__Pb__EventName *entry, Astrace__Pb__EventName **entry_ptr, int *used) {
-    *used = 0;
-    const char *s;
-    int len = seg_string(p->seg, id, &s);
-    if (len < 0) return IID_CALLBACK;
-    uint64_t bit = ((uint64_t)id - 1) / 4;
-    if (bit >= p->interned_bits) return IID_CALLBACK;
-    uint64_t iid = (uint64_t)id + ENC_IID_STRINGS;
-    if (p->interned[bit / 8] & (1u << (bit % 8))) return iid;
-    static char text[4097];
-    memcpy(text, s, (size_t)len);
-    text[len] = 0;
-    astrace__pb__interned_data__init(idata);
-    astrace__pb__event_name__init(entry);
-    entry->has_iid = 1;
-    entry->iid = iid;
-    entry->name = text;
-    *entry_ptr = entry;
-    idata->n_event_names = 1;
-    idata->event_names = entry_ptr;
-    p->interned[bit / 8] |= (uint8_t)(1u << (bit % 8));
-    *used = 1;
-    return iid;
-}
+/* ---- records ------------------------------------------------------------------ */
 
 void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, int64_t tid, const char *thread_name,
                     const struct astrace_rec_hdr *rec) {
     if (ring_index >= p->nthreads) return;
     struct enc_thread *t = &p->threads[ring_index];
-    struct encoder *e = p->enc;
     uint64_t ts = rec->ts;
     if (t->generation != gen) {
         /* A new thread took this ring: close the old one's track first. */
-        while (t->depth > 0) end_top(p, t, t->last_ts, 1);
+        while (t->depth > 0) end_top(p, t, t->last_ts, 1, NULL, 0);
+        free(t->end_flows);
         memset(t, 0, sizeof *t);
         t->generation = gen;
         t->tid = tid;
-        t->uuid = e->next_uuid++;
+        t->uuid = enc_new_uuid(p);
         snprintf(t->name, sizeof t->name, "%s", thread_name ? thread_name : "");
     }
     p->records++;
     if (ts > t->last_ts) t->last_ts = ts;
-    if (ts > p->last_ts) p->last_ts = ts;
-    if (ts > e->last_ts) e->last_ts = ts;
     if (rec->type == ASTRACE_REC_THREAD_NAME) {
         const char *s;
         int len = seg_string(p->seg, rec->str0, &s);
@@ -533,12 +543,11 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
     }
     if (!t->described) describe_thread(p, t, ts);
     const struct astrace_rec_arg *ra = (const struct astrace_rec_arg *)rec;
-    int has_arg = rec->size >= sizeof *ra;
-    int64_t a0 = has_arg ? ra->a0 : 0;
+    int64_t a0 = rec->size >= sizeof *ra ? ra->a0 : 0;
     Astrace__Pb__DebugAnnotation a[2];
     Astrace__Pb__DebugAnnotation *ap[2] = {&a[0], &a[1]};
     switch (rec->type) {
-    case ASTRACE_REC_LOOP_BEGIN: begin_slice(p, t, ts, SK_LOOP, IID_LOOP, NULL, 0, NULL); break;
+    case ASTRACE_REC_LOOP_BEGIN: begin_slice(p, t, ts, SK_LOOP, IID_LOOP, NULL, 0); break;
     case ASTRACE_REC_LOOP_END:
         if (a0) ann_bool(&a[0], ANN_RAISED, 1);
         end_slice(p, t, ts, SK_LOOP, a0 ? ap : NULL, a0 ? 1 : 0);
@@ -548,7 +557,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
             ann_double(&a[0], ANN_TIMEOUT_MS, (double)a0 / 1e6);
         else
             ann_int(&a[0], ANN_TIMEOUT_MS, -1);
-        begin_slice(p, t, ts, SK_SELECT, IID_SELECT, ap, 1, NULL);
+        begin_slice(p, t, ts, SK_SELECT, IID_SELECT, ap, 1);
         break;
     case ASTRACE_REC_POLL_END:
         if (a0 >= 0)
@@ -558,49 +567,52 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         end_slice(p, t, ts, SK_SELECT, ap, 1);
         break;
     case ASTRACE_REC_CALLBACK_BEGIN: {
-        Astrace__Pb__InternedData idata;
-        Astrace__Pb__EventName entry, *entry_ptr;
-        int used;
-        uint64_t iid = intern_name(p, rec->str0, &idata, &entry, &entry_ptr, &used);
-        begin_slice(p, t, ts, SK_CALLBACK, iid, NULL, 0, used ? &idata : NULL);
+        uint64_t iid = a0 ? tasks_on_step_begin(p, t, (uint64_t)a0, ts) : 0;
+        if (!iid) iid = enc_name_iid(p, seg_text(p->seg, rec->str0, "callback"));
+        begin_slice(p, t, ts, SK_CALLBACK, iid, NULL, 0);
         break;
     }
     case ASTRACE_REC_CALLBACK_END:
         if (a0) ann_bool(&a[0], ANN_RAISED, 1);
         end_slice(p, t, ts, SK_CALLBACK, a0 ? ap : NULL, a0 ? 1 : 0);
         break;
+    case ASTRACE_REC_TASK_CREATE:
+        if (rec->size >= sizeof(struct astrace_rec_task_create))
+            tasks_on_create(p, t, (const struct astrace_rec_task_create *)rec);
+        break;
+    case ASTRACE_REC_TASK_RENAME:
+        if (rec->size >= sizeof(struct astrace_rec_task_create))
+            tasks_on_rename(p, t, (const struct astrace_rec_task_create *)rec);
+        break;
+    case ASTRACE_REC_TASK_STEP_END:
+        if (rec->size >= sizeof(struct astrace_rec_task_step_end))
+            tasks_on_step_end(p, t, (const struct astrace_rec_task_step_end *)rec);
+        break;
     default: break; /* a newer runtime's record: skipped */
     }
 }
 
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records) {
+    tasks_end_all(p);
     for (uint32_t i = 0; i < p->nthreads; i++) {
         struct enc_thread *t = &p->threads[i];
-        while (t->depth > 0) end_top(p, t, t->last_ts, 1);
+        while (t->depth > 0) end_top(p, t, t->last_ts, 1, NULL, 0);
+        free(t->end_flows);
     }
     Astrace__Pb__DebugAnnotation a[3];
     Astrace__Pb__DebugAnnotation *ap[3] = {&a[0], &a[1], &a[2]};
-    ann_named_str(&a[0], "ended", how_ended);
-    ann_named_uint(&a[1], "events", p->records);
-    ann_named_uint(&a[2], "events_dropped", dropped_records);
-    Astrace__Pb__TrackEvent ev;
-    astrace__pb__track_event__init(&ev);
-    ev.has_type = 1;
-    ev.type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT;
-    ev.has_track_uuid = 1;
-    ev.track_uuid = p->process_uuid;
-    ev.has_name_iid = 1;
-    ev.name_iid = IID_PROCESS_END;
-    ev.n_debug_annotations = 3;
-    ev.debug_annotations = ap;
-    Astrace__Pb__TracePacket pk;
-    packet_init(&pk, p->seq_id, p->last_ts);
-    pk.has_sequence_flags = 1;
-    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
-    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
-    pk.track_event = &ev;
-    trace_file_write(p->enc->tf, &pk);
+    named_str(&a[0], "ended", how_ended);
+    named_uint(&a[1], "events", p->records);
+    named_uint(&a[2], "events_dropped", dropped_records);
+    enc_emit(p, &(struct enc_event){.track = p->process_uuid,
+                                    .ts = p->last_ts,
+                                    .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT,
+                                    .name_iid = IID_PROCESS_END,
+                                    .anns = ap,
+                                    .nanns = 3});
+    tasks_free(p->ext->tasks);
+    intern_map_free(p->ext->interned);
+    free(p->ext);
     free(p->threads);
-    free(p->interned);
     free(p);
 }

@@ -28,6 +28,7 @@ struct enc_process;
 struct encoder {
     struct trace_file *tf;
     uint64_t next_uuid;
+    uint64_t next_flow;
     uint32_t next_seq;
     uint64_t session_track_uuid;
     uint64_t events;      /* records turned into trace events */
@@ -42,9 +43,8 @@ struct enc_process {
     int32_t pid;
     uint64_t process_uuid;
     const struct astrace_seg_header *seg; /* mapped segment (strings, header text) */
-    uint8_t *interned;                    /* bitmap: string ids already interned */
-    size_t interned_bits;
-    struct enc_thread *threads; /* indexed by ring index */
+    struct enc_process_ext *ext;          /* interning and tasks (encoder_internal.h) */
+    struct enc_thread *threads;           /* indexed by ring index */
     uint32_t nthreads;
     uint64_t records;
     uint64_t last_ts;
@@ -73,6 +73,8 @@ void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t 
 void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t processes, const char *notes);
 void encoder_free(struct encoder *e);
 
+/* A segment string as text (valid until the next call), or fallback. */
+const char *enc_seg_text(struct enc_process *p, uint32_t id, const char *fallback);
 /* Looks up a string in a segment's table; returns its length or -1. */
 int seg_string(const struct astrace_seg_header *seg, uint32_t id, const char **out);
 

@@ -81,6 +81,17 @@ class Trace:
             out.append(s)
         return out
 
+    def task_steps(self, pid=None, tid=None):
+        """Callback slices on loop threads that ran a task step ("step Task-7 fetch")."""
+        out = []
+        for s in self.slices:
+            t = self.tracks[s["track"]]
+            if t["kind"] != "thread" or not s["name"].startswith("step "):
+                continue
+            if (pid is None or t["pid"] == pid) and (tid is None or t["tid"] == tid):
+                out.append(s)
+        return out
+
     def instant(self, name, pid=None):
         for i in self.instants:
             t = self.tracks[i["track"]]

@@ -30,7 +30,7 @@ class ProcessTests(AstraceTestCase):
         self.assertGreaterEqual(len(t.slices_named("loop iteration", tid=lt["tid"])), 30)
         # Pool workers ran 10+20+30+40 sleep(0) between them.
         pool_pids = [int(x) for x in re.search(r"pool pids \[([\d, ]+)\]", rec.stdout).group(1).split(",")]
-        steps = sum(len(t.slices_named("Task.__step", pid=pid)) for pid in pool_pids)
+        steps = sum(len(t.task_steps(pid=pid)) for pid in pool_pids)
         self.assertGreaterEqual(steps, 100 + 4)
         for pid in pool_pids:
             self.assertIn(pid, procs)
@@ -44,12 +44,12 @@ class ProcessTests(AstraceTestCase):
         self.assertIn(forked, procs)
         # asyncio.run(spin(n)): n + 1 steps of spin, plus one step each for the
         # shutdown_asyncgens and shutdown_default_executor tasks.
-        child_steps = t.slices_named("Task.__step", pid=forked)
+        child_steps = t.task_steps(pid=forked)
         self.assertEqual(len(child_steps), 77 + 3)
         (child_thread,) = t.threads(pid=forked)
         self.assertEqual(child_thread["tid"], forked)
         self.assertEqual(child_thread["name"], "MainThread")
-        main_steps = t.slices_named("Task.__step", tid=threads["MainThread"]["tid"])
+        main_steps = t.task_steps(tid=threads["MainThread"]["tid"])
         self.assertEqual(len(main_steps), 5 + 3)
         return t
 

@@ -1,0 +1,157 @@
+/* What the encoder's parts share: the per-process and per-thread state, the
+ * fixed interned names, interning by text, and the one function that turns
+ * an event into a TracePacket. encoder.c owns sessions, processes, threads
+ * and loop slices; tasks.c owns task tracks; intern.c owns interning. */
+#ifndef ASTRACE_ENCODER_INTERNAL_H
+#define ASTRACE_ENCODER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "writer/encoder.h"
+
+/* Event names interned on every process sequence at its start. */
+enum {
+    IID_LOOP = 1,
+    IID_SELECT,
+    IID_CALLBACK,
+    IID_PROCESS_INFO,
+    IID_PROCESS_END,
+    IID_RUN,
+    IID_SCHEDULED,
+    IID_TASKS_FIXED_END,
+    ENC_IID_FIRST_DYNAMIC = 32, /* names interned by text start here */
+};
+
+/* Debug-annotation names, fixed on every process sequence. */
+enum {
+    ANN_TIMEOUT_MS = 1,
+    ANN_READY_EVENTS,
+    ANN_RAISED,
+    ANN_UNFINISHED,
+    ANN_TASK_NAME,
+    ANN_CORO,
+    ANN_CREATED_AT,
+    ANN_PARENT,
+    ANN_OUTCOME,
+    ANN_EXCEPTION,
+    ANN_RUNNING_MS,
+    ANN_WAITING_MS,
+    ANN_STEPS,
+    ANN_AWAITED_AT,
+    ANN_AWAIT_CHAIN,
+    ANN_AWAITED_TASK,
+    ANN_GATHER_CHILDREN,
+    ANN_STATE,
+    ANN_DISCOVERED,
+    ANN_TASK,
+    ANN_LANE_FROM_NS,
+    ANN_COUNT
+};
+extern const char *const enc_fixed_names[IID_TASKS_FIXED_END];
+extern const char *const enc_ann_names[ANN_COUNT];
+
+#define STACK_MAX 8
+
+struct enc_thread {
+    uint32_t generation; /* ring generation this track belongs to; 0 = unseen */
+    uint64_t uuid;
+    int64_t tid;
+    char name[ASTRACE_THREAD_NAME_MAX];
+    int described;
+    int stack[STACK_MAX];
+    int depth;
+    uint64_t last_ts;
+    uint64_t tasks_group; /* uuid of this thread's "Tasks" group track, 0 until needed */
+    uint64_t *end_flows;  /* flows to put on the END of the innermost open slice */
+    size_t nend_flows, capend_flows;
+};
+
+struct intern_map;
+struct task_table;
+
+/* Interned entries waiting for the next packet of the sequence. */
+struct intern_batch {
+    Astrace__Pb__EventName names[8];
+    Astrace__Pb__EventName *name_ptrs[8];
+    Astrace__Pb__InternedString strs[8];
+    Astrace__Pb__InternedString *str_ptrs[8];
+    size_t nnames, nstrs;
+};
+
+/* Process state lives in encoder.h's struct enc_process; these hang off it. */
+struct enc_process_ext {
+    struct intern_map *interned;
+    struct intern_batch batch;
+    struct task_table *tasks;
+};
+
+/* One event on a track; fields left 0 are omitted. */
+struct enc_event {
+    uint64_t track;
+    uint64_t ts;
+    int type; /* ASTRACE__PB__TRACK_EVENT__TYPE__* */
+    uint64_t name_iid;
+    Astrace__Pb__DebugAnnotation **anns;
+    size_t nanns;
+    const uint64_t *flows;
+    size_t nflows;
+    const uint64_t *terminating_flows;
+    size_t nterminating;
+};
+
+void enc_emit(struct enc_process *p, const struct enc_event *ev);
+void enc_write_track(struct enc_process *p, Astrace__Pb__TrackDescriptor *td, uint64_t ts);
+uint64_t enc_new_uuid(struct enc_process *p);
+uint64_t enc_new_flow(struct enc_process *p);
+
+/* intern.c: iids for event names and debug-annotation string values by text;
+ * a new entry joins the batch that goes out with the next packet. */
+uint64_t enc_name_iid(struct enc_process *p, const char *text);
+uint64_t enc_str_iid(struct enc_process *p, const char *text);
+void intern_map_free(struct intern_map *m);
+
+/* Debug annotations by fixed name iid. */
+static inline Astrace__Pb__DebugAnnotation *enc_ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid) {
+    astrace__pb__debug_annotation__init(a);
+    a->has_name_iid = 1;
+    a->name_iid = name_iid;
+    return a;
+}
+static inline void ann_uint(Astrace__Pb__DebugAnnotation *a, uint64_t n, uint64_t v) {
+    enc_ann(a, n)->uint_value = v;
+    a->has_uint_value = 1;
+}
+static inline void ann_int(Astrace__Pb__DebugAnnotation *a, uint64_t n, int64_t v) {
+    enc_ann(a, n)->int_value = v;
+    a->has_int_value = 1;
+}
+static inline void ann_double(Astrace__Pb__DebugAnnotation *a, uint64_t n, double v) {
+    enc_ann(a, n)->double_value = v;
+    a->has_double_value = 1;
+}
+static inline void ann_bool(Astrace__Pb__DebugAnnotation *a, uint64_t n, int v) {
+    enc_ann(a, n)->bool_value = v != 0;
+    a->has_bool_value = 1;
+}
+/* String value, interned on the sequence (repeated locations cost little). */
+static inline void ann_str(struct enc_process *p, Astrace__Pb__DebugAnnotation *a, uint64_t n, const char *v) {
+    enc_ann(a, n)->string_value_iid = enc_str_iid(p, v);
+    a->has_string_value_iid = 1;
+}
+
+/* tasks.c */
+struct task_table *tasks_new(void);
+void tasks_free(struct task_table *t);
+/* Called for task records and for task-step callbacks (encoder.c routes them). */
+void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
+/* Returns the event-name iid for the loop thread's callback slice ("step Task-7 fetch"). */
+void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
+uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t task, uint64_t ts);
+void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec);
+/* Ends every task still alive (state=pending) at the process's last timestamp. */
+void tasks_end_all(struct enc_process *p);
+/* Adds a flow to the innermost open slice of a thread (its END carries it). */
+void enc_thread_add_end_flow(struct enc_thread *th, uint64_t flow);
+
+#endif

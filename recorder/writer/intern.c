@@ -1,0 +1,123 @@
+/* Interning by text for one packet sequence: event names and debug
+ * annotation string values each get their own iid space (Perfetto scopes
+ * iids per sequence and per InternedData field). A text seen for the first
+ * time is added to the process's batch, which enc_emit() attaches to the
+ * next packet, so every iid is defined in or before the packet that uses it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "writer/encoder_internal.h"
+
+struct intern_entry {
+    char *text; /* NULL = empty slot */
+    uint64_t hash;
+    uint64_t name_iid, str_iid; /* 0 = not yet interned in that space */
+};
+
+struct intern_map {
+    struct intern_entry *slots;
+    size_t cap, used;
+    uint64_t next_name_iid, next_str_iid;
+};
+
+static uint64_t hash_text(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static struct intern_entry *lookup(struct intern_map *m, const char *text) {
+    if (m->used * 2 >= m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 1024;
+        struct intern_entry *n = xcalloc(ncap, sizeof *n);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].text) continue;
+            size_t j = m->slots[i].hash & (ncap - 1);
+            while (n[j].text) j = (j + 1) & (ncap - 1);
+            n[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = n;
+        m->cap = ncap;
+    }
+    uint64_t h = hash_text(text);
+    size_t j = h & (m->cap - 1);
+    while (m->slots[j].text) {
+        if (m->slots[j].hash == h && !strcmp(m->slots[j].text, text)) return &m->slots[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->slots[j].text = xstrdup(text);
+    m->slots[j].hash = h;
+    m->used++;
+    return &m->slots[j];
+}
+
+static struct intern_map *map_of(struct enc_process *p) {
+    if (!p->ext->interned) {
+        p->ext->interned = xcalloc(1, sizeof *p->ext->interned);
+        p->ext->interned->next_name_iid = ENC_IID_FIRST_DYNAMIC;
+        p->ext->interned->next_str_iid = 1;
+    }
+    return p->ext->interned;
+}
+
+/* A batch holds 8 entries of each kind; a full one goes out on its own
+ * packet first. */
+static void make_room(struct enc_process *p, int names) {
+    struct intern_batch *b = &p->ext->batch;
+    if ((names ? b->nnames : b->nstrs) < 8) return;
+    Astrace__Pb__TracePacket pk;
+    astrace__pb__trace_packet__init(&pk);
+    pk.has_trusted_packet_sequence_id = 1;
+    pk.trusted_packet_sequence_id = p->seq_id;
+    pk.has_sequence_flags = 1;
+    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
+    Astrace__Pb__InternedData idata;
+    astrace__pb__interned_data__init(&idata);
+    idata.n_event_names = b->nnames;
+    idata.event_names = b->name_ptrs;
+    idata.n_debug_annotation_string_values = b->nstrs;
+    idata.debug_annotation_string_values = b->str_ptrs;
+    pk.interned_data = &idata;
+    trace_file_write(p->enc->tf, &pk);
+    b->nnames = b->nstrs = 0;
+}
+
+uint64_t enc_name_iid(struct enc_process *p, const char *text) {
+    struct intern_entry *e = lookup(map_of(p), text);
+    if (e->name_iid) return e->name_iid;
+    make_room(p, 1);
+    struct intern_batch *b = &p->ext->batch;
+    e->name_iid = p->ext->interned->next_name_iid++;
+    Astrace__Pb__EventName *n = &b->names[b->nnames];
+    astrace__pb__event_name__init(n);
+    n->has_iid = 1;
+    n->iid = e->name_iid;
+    n->name = e->text;
+    b->name_ptrs[b->nnames++] = n;
+    return e->name_iid;
+}
+
+uint64_t enc_str_iid(struct enc_process *p, const char *text) {
+    struct intern_entry *e = lookup(map_of(p), text);
+    if (e->str_iid) return e->str_iid;
+    make_room(p, 0);
+    struct intern_batch *b = &p->ext->batch;
+    e->str_iid = p->ext->interned->next_str_iid++;
+    Astrace__Pb__InternedString *s = &b->strs[b->nstrs];
+    astrace__pb__interned_string__init(s);
+    s->has_iid = 1;
+    s->iid = e->str_iid;
+    s->has_str = 1;
+    s->str.data = (uint8_t *)e->text;
+    s->str.len = strlen(e->text);
+    b->str_ptrs[b->nstrs++] = s;
+    return e->str_iid;
+}
+
+void intern_map_free(struct intern_map *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->cap; i++) free(m->slots[i].text);
+    free(m->slots);
+    free(m);
+}

@@ -1,0 +1,111 @@
+/* Implementation of pyframes.h.
+ *
+ * Layout facts per CPython minor version, from its headers
+ * (Include/cpython/pystate.h, Include/internal/pycore_frame.h,
+ * Include/cpython/genobject.h), read with offsetof() against each version:
+ *
+ *                                3.11   3.12   3.13
+ *   PyThreadState -> frame       cframe(56)->current_frame(8)
+ *                                       cframe(56)->current_frame(0)
+ *                                              current_frame(72)
+ *   frame.previous                 48      8      8
+ *   frame code object              32      0      0   (f_code / f_executable)
+ *   frame instruction pointer      56     56     56   (prev_instr / instr_ptr)
+ *   frame owner (char)             69     70     70   (3 = C-stack shim, 3.12+)
+ *   coroutine's embedded frame     80     72     72
+ *   instructions in a code object  types.CodeType.__basicsize__
+ *
+ * Checks on every read: a frame's code must be a code object, an instruction
+ * offset must fall inside its code, a coroutine's frame must hold the
+ * coroutine's own code, and a walk stops after MAX_DEPTH frames.
+ */
+#include "pyframes.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Exported by every CPython 3.x, outside the limited API's headers. */
+PyAPI_FUNC(int) PyCode_Addr2Line(PyCodeObject *, int);
+
+#define MAX_DEPTH 256
+#define OWNER_CSTACK 3
+
+struct layout {
+    int minor;
+    ptrdiff_t tstate_cframe; /* -1: the thread state holds the frame itself */
+    ptrdiff_t current_frame; /* in the cframe, or in the thread state */
+    ptrdiff_t previous, code, instr, owner;
+    ptrdiff_t coro_frame;
+};
+
+static const struct layout layouts[] = {
+    {11, 56, 8, 48, 32, 56, 69, 80},
+    {12, 56, 0, 8, 0, 56, 70, 72},
+    {13, -1, 72, 8, 0, 56, 70, 72},
+};
+
+static const struct layout *layout;
+static Py_ssize_t code_base;
+static PyTypeObject *code_type_obj;
+
+int pyframes_init(long hexversion, PyObject *code_type) {
+    int major = (int)((hexversion >> 24) & 0xff), minor = (int)((hexversion >> 16) & 0xff);
+    layout = NULL;
+    code_type_obj = NULL;
+    PyObject *bs = PyObject_GetAttrString(code_type, "__basicsize__");
+    code_base = bs ? PyLong_AsSsize_t(bs) : -1;
+    Py_XDECREF(bs);
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (major != 3 || code_base <= 0) return 0;
+    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
+        if (layouts[i].minor == minor) layout = &layouts[i];
+    if (layout) {
+        Py_INCREF(code_type);
+        code_type_obj = (PyTypeObject *)code_type;
+    }
+    return layout != NULL;
+}
+
+static void *read_ptr(const void *base, ptrdiff_t off) {
+    void *v;
+    memcpy(&v, (const char *)base + off, sizeof v);
+    return v;
+}
+
+/* Byte offset of the instruction `instr` in `code`, or -1 if it is not
+ * inside it (code_bytes <= 0: no upper bound known). */
+static int offset_of(PyObject *code, const char *instr, Py_ssize_t code_bytes) {
+    ptrdiff_t offset = instr - ((const char *)code + code_base);
+    if (offset < 0 || offset > INT32_MAX || (code_bytes > 0 && offset >= code_bytes)) return -1;
+    return (int)offset;
+}
+
+int pyframes_line(PyObject *code, int offset) {
+    return offset < 0 ? 0 : PyCode_Addr2Line((PyCodeObject *)code, offset);
+}
+
+int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes) {
+    if (!layout || code_bytes <= 0) return -1;
+    const char *frame = (const char *)obj + layout->coro_frame;
+    if (read_ptr(frame, layout->code) != code) return -1;
+    return offset_of(code, read_ptr(frame, layout->instr), code_bytes);
+}
+
+int pyframes_walk_current(pyframes_visit fn, void *arg) {
+    if (!layout) return -1;
+    PyThreadState *ts = PyThreadState_Get();
+    const void *holder = layout->tstate_cframe >= 0 ? read_ptr(ts, layout->tstate_cframe) : ts;
+    if (!holder) return -1;
+    const char *frame = read_ptr(holder, layout->current_frame);
+    for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
+        if (*(const char *)(frame + layout->owner) != OWNER_CSTACK || layout->minor < 12) {
+            PyObject *code = read_ptr(frame, layout->code);
+            if (!code || Py_TYPE(code) != code_type_obj) return -1;
+            int r = fn(code, offset_of(code, read_ptr(frame, layout->instr), 0), arg);
+            if (r) return r;
+        }
+        frame = read_ptr(frame, layout->previous);
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* Reading CPython's own interpreter frames, without creating frame objects.
+ *
+ * The public ways to learn where code is (PyEval_GetFrame, cr_frame) make
+ * CPython create a frame object for each frame asked about, which the
+ * garbage collector must then track: with 100k live tasks that costs more
+ * than the rest of the tracing together. So for the versions whose layout is
+ * known (pyframes.c), the runtime reads the interpreter's frames directly;
+ * every read is checked, and anything unexpected makes the caller fall back
+ * to the public, slower way. The sampler will walk the same frames. */
+#ifndef ASTRACE_PYFRAMES_H
+#define ASTRACE_PYFRAMES_H
+
+#include "pyhead.h"
+
+/* hexversion: sys.hexversion; code_type: types.CodeType (its basicsize is
+ * where a code object's instructions start). Returns 1 if this version's
+ * layout is known. */
+int pyframes_init(long hexversion, PyObject *code_type);
+
+/* Instruction offset (in bytes) the suspended coroutine or generator `obj`
+ * whose code is `code` (code_bytes long) is paused at, or -1 when it cannot
+ * be read this way. pyframes_line() turns an offset into a line. */
+int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes);
+int pyframes_line(PyObject *code, int offset);
+
+/* Walks the calling thread's frames, innermost first, calling fn(code,
+ * offset, arg) until it returns non-zero; returns that value, 0 at the end of
+ * the stack, or -1 when the frames cannot be read this way. */
+typedef int (*pyframes_visit)(PyObject *code, int offset, void *arg);
+int pyframes_walk_current(pyframes_visit fn, void *arg);
+
+#endif

@@ -1,0 +1,562 @@
+/* Coroutine lifecycle: what the runtime records about asyncio tasks.
+ *
+ *   create_task hook  -> TASK_CREATE (name, coroutine, creating user code line,
+ *                        the task whose step created it)
+ *   step begins       -> CALLBACK_BEGIN carries the task (hooks_loop.c); a task
+ *                        never seen before (made by asyncio.Task() directly, or
+ *                        before the hooks) gets a TASK_CREATE marked discovered
+ *   step ends         -> TASK_STEP_END: done (result / exception / cancelled) or
+ *                        what the task now awaits and at which user-code line
+ *
+ * A task is identified by its address while alive. The runtime keeps the set
+ * of addresses it has reported and forgets one when its task finishes.
+ *
+ * What a suspended task awaits is read from its coroutine's await chain
+ * (cr_await / gi_yieldfrom): the innermost user-code frame gives the line,
+ * the first asyncio/stdlib coroutine under it names the await
+ * ("await Event.wait()"); when the user code awaits a future directly, the
+ * task's _fut_waiter does (another task, a gather, a Future). Only attributes
+ * without side effects are read (_state, _exception, _fut_waiter), so the
+ * program behaves exactly as untraced (e.g. "exception was never retrieved"
+ * warnings still appear).
+ */
+#include "pyhead.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "code_info.h"
+#include "pyframes.h"
+#include "emit.h"
+
+/* Exported by every CPython since 3.9, outside the limited API's headers. */
+PyAPI_FUNC(PyFrameObject *) PyFrame_GetBack(PyFrameObject *frame);
+
+static PyObject *task_types; /* tuple */
+static PyObject *getattr_or_null(PyObject *o, PyObject *name);
+static PyObject *s_qualname, *s_self, *s_state, *s_exception, *s_fut_waiter, *s_get_coro, *s_get_name, *s_cr_await,
+    *s_cr_code, *s_cr_frame, *s_gi_yieldfrom, *s_gi_code, *s_gi_frame, *s_children, *s_pending, *s_cancelled;
+static PyTypeObject *coroutine_type, *generator_type, *gathering_type;
+
+/* ---- reported tasks: address -> the name object last reported ------------ */
+
+struct known_task {
+    uintptr_t addr; /* 0 = empty */
+    PyObject *name; /* strong reference */
+};
+static struct known_task *known;
+static uint32_t known_cap, known_used;
+
+static uint32_t hash_addr(uintptr_t a) {
+    uint64_t x = a;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static struct known_task *known_find(uintptr_t a) {
+    if (!known) return NULL;
+    uint32_t mask = known_cap - 1;
+    for (uint32_t i = hash_addr(a) & mask; known[i].addr; i = (i + 1) & mask)
+        if (known[i].addr == a) return &known[i];
+    return NULL;
+}
+
+static void known_put(uintptr_t a, PyObject *name) {
+    if (known_used * 2 >= known_cap) {
+        uint32_t ncap = known_cap ? known_cap * 2 : 4096;
+        struct known_task *n = PyMem_Calloc(ncap, sizeof *n);
+        if (!n) return;
+        for (uint32_t i = 0; i < known_cap; i++) {
+            if (!known[i].addr) continue;
+            uint32_t j = hash_addr(known[i].addr) & (ncap - 1);
+            while (n[j].addr) j = (j + 1) & (ncap - 1);
+            n[j] = known[i];
+        }
+        PyMem_Free(known);
+        known = n;
+        known_cap = ncap;
+    }
+    uint32_t mask = known_cap - 1;
+    uint32_t i = hash_addr(a) & mask;
+    while (known[i].addr && known[i].addr != a) i = (i + 1) & mask;
+    if (!known[i].addr) known_used++;
+    Py_XINCREF(name);
+    Py_XDECREF(known[i].name);
+    known[i].addr = a;
+    known[i].name = name;
+}
+
+/* Linear-probing removal with backward shift, so lookups stay correct. */
+static void known_remove(uintptr_t a) {
+    struct known_task *k = known_find(a);
+    if (!k) return;
+    uint32_t mask = known_cap - 1;
+    uint32_t i = (uint32_t)(k - known);
+    Py_XDECREF(known[i].name);
+    known[i].addr = 0;
+    known[i].name = NULL;
+    known_used--;
+    for (uint32_t j = (i + 1) & mask; known[j].addr; j = (j + 1) & mask) {
+        uint32_t home = hash_addr(known[j].addr) & mask;
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        int stays = i < j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            known[i] = known[j];
+            known[j].addr = 0;
+            known[j].name = NULL;
+            i = j;
+        }
+    }
+}
+
+/* After fork the child reports its tasks anew into its own segment. */
+static uint32_t known_generation;
+static void known_check_generation(void) {
+    uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
+    if (gen == known_generation) return;
+    known_generation = gen;
+    for (uint32_t i = 0; i < known_cap; i++) Py_XDECREF(known[i].name);
+    if (known) memset(known, 0, known_cap * sizeof *known);
+    known_used = 0;
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static PyObject *intern(const char *s) {
+    return PyUnicode_InternFromString(s);
+}
+
+int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type) {
+    pyframes_init(hexversion, code_type);
+    if (!PyTuple_Check((PyObject *)types)) {
+        PyErr_SetString(PyExc_TypeError, "task types must be a tuple");
+        return -1;
+    }
+    Py_XDECREF(task_types);
+    task_types = types;
+    Py_INCREF(task_types);
+    if (code_info_init(prefixes) != 0) return -1;
+    s_qualname = intern("__qualname__");
+    s_self = intern("__self__");
+    s_state = intern("_state");
+    s_exception = intern("_exception");
+    s_fut_waiter = intern("_fut_waiter");
+    s_get_coro = intern("get_coro");
+    s_get_name = intern("get_name");
+    s_cr_await = intern("cr_await");
+    s_cr_code = intern("cr_code");
+    s_cr_frame = intern("cr_frame");
+    s_gi_yieldfrom = intern("gi_yieldfrom");
+    s_gi_code = intern("gi_code");
+    s_gi_frame = intern("gi_frame");
+    s_children = intern("_children");
+    s_pending = intern("PENDING");
+    s_cancelled = intern("CANCELLED");
+    PyObject *types_mod = PyImport_ImportModule("types");
+    PyObject *tasks_mod = PyImport_ImportModule("asyncio.tasks");
+    if (!types_mod || !tasks_mod) {
+        Py_XDECREF(types_mod);
+        Py_XDECREF(tasks_mod);
+        return -1;
+    }
+    coroutine_type = (PyTypeObject *)PyObject_GetAttrString(types_mod, "CoroutineType");
+    generator_type = (PyTypeObject *)PyObject_GetAttrString(types_mod, "GeneratorType");
+    gathering_type = (PyTypeObject *)PyObject_GetAttrString(tasks_mod, "_GatheringFuture");
+    if (!gathering_type) PyErr_Clear();
+    Py_DECREF(types_mod);
+    Py_DECREF(tasks_mod);
+    return coroutine_type && generator_type ? 0 : -1;
+}
+
+int rt_is_task(void *obj) {
+    if (!task_types) return 0;
+    int r = PyObject_IsInstance((PyObject *)obj, task_types);
+    if (r < 0) PyErr_Clear();
+    return r == 1;
+}
+
+/* ---- interned texts that are not code-object facts ----------------------------- */
+
+/* Fixed strings ("await task") by their literal's address. */
+static uint32_t rt_static_string(const char *text) {
+    static struct {
+        const char *text;
+        uint32_t id, generation;
+    } cache[16];
+    uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
+    for (int i = 0; i < 16; i++) {
+        if (cache[i].text == text && cache[i].generation == gen) return cache[i].id;
+        if (!cache[i].text || cache[i].text == text) {
+            cache[i].text = text;
+            cache[i].generation = gen;
+            cache[i].id = rt_string_add(text, strlen(text));
+            return cache[i].id;
+        }
+    }
+    return rt_string_add(text, strlen(text));
+}
+
+/* Await chains by a hash of their (code, line) pairs; direct-mapped, so a
+ * collision just rebuilds the text. */
+#define CHAINS_MAX (1u << 16)
+static struct chain_slot {
+    uint64_t hash;
+    uint32_t id, generation;
+} * chains;
+
+struct chain_level;
+static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, int n);
+
+static uint32_t rt_chain_lookup(uint64_t hash, const struct chain_level *levels, int n) {
+    uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
+    if (!chains) chains = PyMem_Calloc(CHAINS_MAX, sizeof *chains);
+    if (!hash) hash = 1;
+    struct chain_slot *slot = chains ? &chains[hash_addr((uintptr_t)hash) & (CHAINS_MAX - 1)] : NULL;
+    if (slot && slot->hash == hash && slot->generation == gen) return slot->id;
+    uint32_t id = chain_text_id(hash, levels, n);
+    if (slot) {
+        slot->hash = hash;
+        slot->generation = gen;
+        slot->id = id;
+    }
+    return id;
+}
+
+/* "await Future", or the future's own type for subclasses. */
+static uint32_t rt_type_await_label(PyTypeObject *type) {
+    static PyTypeObject *last_type;
+    static uint32_t last_id, last_gen;
+    uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
+    if (type == last_type && gen == last_gen) return last_id;
+    char text[160];
+    PyObject *q = getattr_or_null((PyObject *)type, s_qualname);
+    Py_ssize_t ql = 0;
+    const char *qs = q && PyUnicode_Check(q) ? PyUnicode_AsUTF8AndSize(q, &ql) : NULL;
+    if (!qs) PyErr_Clear();
+    int n = snprintf(text, sizeof text, "await %s", qs ? qs : "Future");
+    Py_XDECREF(q);
+    last_type = type;
+    last_gen = gen;
+    last_id = rt_string_add(text, (size_t)(n < (int)sizeof text ? n : (int)sizeof text - 1));
+    return last_id;
+}
+
+/* "ValueError: bad value" */
+static size_t rt_describe_exception(PyObject *exc, char *out, size_t cap) {
+    PyObject *q = getattr_or_null((PyObject *)Py_TYPE(exc), s_qualname);
+    PyObject *msg = PyObject_Str(exc);
+    if (!msg) PyErr_Clear();
+    Py_ssize_t ql = 0, ml = 0;
+    const char *qs = q && PyUnicode_Check(q) ? PyUnicode_AsUTF8AndSize(q, &ql) : NULL;
+    const char *ms = msg ? PyUnicode_AsUTF8AndSize(msg, &ml) : NULL;
+    if (!qs || !ms) PyErr_Clear();
+    int n = snprintf(out, cap, "%s%s%s", qs ? qs : "Exception", ms && ml ? ": " : "", ms && ml ? ms : "");
+    Py_XDECREF(q);
+    Py_XDECREF(msg);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ---- records ----------------------------------------------------------------- */
+
+/* Writes a fixed struct followed by inline text, padded to 8 bytes. */
+static void write_var(void *fixed, size_t fixed_len, const char *text, size_t text_len) {
+    uint32_t len = (uint32_t)((fixed_len + text_len + 7) & ~7u);
+    uint64_t next;
+    uint8_t *at = astrace_ring_reserve(&rt_tls.ring, len, &next);
+    if (!at) return;
+    ((struct astrace_rec_hdr *)fixed)->size = (uint16_t)len;
+    memcpy(at, fixed, fixed_len);
+    memcpy(at + fixed_len, text, text_len);
+    memset(at + fixed_len + text_len, 0, len - fixed_len - text_len);
+    astrace_ring_commit(&rt_tls.ring, next);
+}
+
+static PyObject *getattr_or_null(PyObject *o, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v) PyErr_Clear();
+    return v;
+}
+
+static PyObject *code_of(PyObject *awaitable) {
+    if (PyObject_TypeCheck(awaitable, coroutine_type)) return getattr_or_null(awaitable, s_cr_code);
+    if (PyObject_TypeCheck(awaitable, generator_type)) return getattr_or_null(awaitable, s_gi_code);
+    return NULL;
+}
+
+static int visit_for_location(PyObject *code, int offset, void *arg) {
+    const struct code_info *ci = code_info_get(code);
+    if (!ci || !ci->is_user) return 0;
+    *(uint32_t *)arg = code_location_at(code, ci, offset);
+    return 1;
+}
+
+/* The innermost user-code frame of the calling Python code. */
+static uint32_t caller_location(void) {
+    uint32_t id = 0;
+    if (pyframes_walk_current(visit_for_location, &id) >= 0) return id;
+    /* Unknown layout: the public way, which creates frame objects. */
+    PyFrameObject *f = PyEval_GetFrame();
+    if (!f) return 0;
+    Py_INCREF((PyObject *)f);
+    for (int depth = 0; f && depth < 64; depth++) {
+        PyObject *code = (PyObject *)PyFrame_GetCode(f);
+        const struct code_info *ci = code ? code_info_get(code) : NULL;
+        if (ci && ci->is_user) {
+            id = code_location_id(code, ci, PyFrame_GetLineNumber(f));
+            Py_DECREF(code);
+            Py_DECREF((PyObject *)f);
+            return id;
+        }
+        Py_XDECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF((PyObject *)f);
+        f = back;
+    }
+    Py_XDECREF((PyObject *)f);
+    return 0;
+}
+
+/* Fills the name part of a create/rename record: "Task-N" travels as N. */
+static const char *set_name_fields(struct astrace_rec_task_create *rec, PyObject *pyname, Py_ssize_t *name_len) {
+    const char *name = NULL;
+    *name_len = 0;
+    if (pyname && PyUnicode_Check(pyname)) name = PyUnicode_AsUTF8AndSize(pyname, name_len);
+    if (!name) {
+        PyErr_Clear();
+        name = "";
+        *name_len = 0;
+    }
+    rec->default_number = -1;
+    if (*name_len > 5 && *name_len < 25 && !strncmp(name, "Task-", 5) &&
+        strspn(name + 5, "0123456789") == (size_t)*name_len - 5)
+        rec->default_number = strtoll(name + 5, NULL, 10);
+    if (rec->default_number >= 0) *name_len = 0;
+    if (*name_len > 200) *name_len = 200;
+    rec->name_len = (uint16_t)*name_len;
+    return name;
+}
+
+static void emit_create(PyObject *task, uint32_t location, int discovered) {
+    struct astrace_rec_task_create rec;
+    memset(&rec, 0, sizeof rec);
+    rec.h.type = ASTRACE_REC_TASK_CREATE;
+    rec.h.ts = rt_now_ns();
+    rec.task = (uint64_t)(uintptr_t)task;
+    rec.parent = discovered ? 0 : (uint64_t)(uintptr_t)rt_tls.current_task;
+    rec.location = location;
+    rec.flags = discovered ? ASTRACE_TASK_DISCOVERED : 0;
+    /* Coroutine qualname. */
+    PyObject *coro = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+    if (!coro) PyErr_Clear();
+    PyObject *code = coro ? code_of(coro) : NULL;
+    if (code) {
+        const struct code_info *ci = code_info_get(code);
+        if (ci) rec.h.str0 = ci->qualname;
+        Py_DECREF(code);
+    }
+    Py_XDECREF(coro);
+    PyObject *pyname = PyObject_CallMethodObjArgs(task, s_get_name, NULL);
+    Py_ssize_t name_len;
+    const char *name = set_name_fields(&rec, pyname, &name_len);
+    write_var(&rec, sizeof rec, name, (size_t)name_len);
+    known_put((uintptr_t)task, pyname);
+    Py_XDECREF(pyname);
+}
+
+/* A name set after creation (asyncio.create_task(name=...) in 3.11 does
+ * that, and so does Task.set_name) is reported at the task's next step. */
+static void check_rename(PyObject *task, struct known_task *k) {
+    PyObject *pyname = PyObject_CallMethodObjArgs(task, s_get_name, NULL);
+    if (!pyname) {
+        PyErr_Clear();
+        return;
+    }
+    int same = pyname == k->name || (k->name && PyUnicode_Check(pyname) && PyUnicode_Check(k->name) &&
+                                     PyUnicode_Compare(pyname, k->name) == 0);
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (!same) {
+        struct astrace_rec_task_create rec;
+        memset(&rec, 0, sizeof rec);
+        rec.h.type = ASTRACE_REC_TASK_RENAME;
+        rec.h.ts = rt_now_ns();
+        rec.task = (uint64_t)(uintptr_t)task;
+        Py_ssize_t name_len;
+        const char *name = set_name_fields(&rec, pyname, &name_len);
+        write_var(&rec, sizeof rec, name, (size_t)name_len);
+        known_put((uintptr_t)task, pyname);
+    }
+    Py_DECREF(pyname);
+}
+
+void rt_task_created(void *task) {
+    if (!task || !rt_ready() || !rt_is_task(task)) return;
+    known_check_generation();
+    emit_create(task, caller_location(), 0);
+}
+
+void *rt_task_step_begin(void *callback) {
+    PyObject *task = getattr_or_null(callback, s_self);
+    if (!task) return NULL;
+    if (!rt_is_task(task)) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    known_check_generation();
+    struct known_task *k = known_find((uintptr_t)task);
+    if (!k)
+        emit_create(task, 0, 1);
+    else
+        check_rename(task, k);
+    return task;
+}
+
+/* Where a suspended coroutine (or generator) is paused: its instruction
+ * offset (>= 0), or -(line + 1) when only the slower public way could tell. */
+static int suspended_at(PyObject *obj, PyObject *code, const struct code_info *ci) {
+    int offset = pyframes_coro_offset(obj, code, ci->code_bytes);
+    if (offset >= 0) return offset;
+    PyObject *frame = getattr_or_null(obj, PyObject_TypeCheck(obj, coroutine_type) ? s_cr_frame : s_gi_frame);
+    int line = frame && frame != Py_None ? PyFrame_GetLineNumber((PyFrameObject *)frame) : 0;
+    Py_XDECREF(frame);
+    return -(line < 0 ? 0 : line) - 1;
+}
+
+struct chain_level {
+    PyObject *code; /* borrowed, alive in the code_info cache */
+    const struct code_info *ci;
+    int at; /* suspended_at() for user code, 0 otherwise */
+};
+
+/* The await chain as text, outermost first: "main (app.py:9) -> fetch (app.py:3) -> sleep". */
+static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, int n) {
+    char chain[512];
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof chain - 1; i++) {
+        const struct code_info *ci = levels[i].ci;
+        int at = levels[i].at;
+        int line = at >= 0 ? pyframes_line(levels[i].code, at) : -at - 1;
+        int w = ci->is_user ? snprintf(chain + len, sizeof chain - len, "%s%s (%s:%d)", i ? " -> " : "",
+                                       ci->qualname_text, ci->basename, line)
+                            : snprintf(chain + len, sizeof chain - len, "%s%s", i ? " -> " : "", ci->qualname_text);
+        if (w < 0) break;
+        len = len + (size_t)w < sizeof chain ? len + (size_t)w : sizeof chain - 1;
+    }
+    (void)hash;
+    return rt_string_add(chain, len);
+}
+
+/* Fills rec with what a suspended task awaits. Code-object facts are cached
+ * (code_info.c) and the chain's text is only built the first time a chain is
+ * seen, so a step costs a few attribute reads per await level. */
+static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
+    PyObject *obj = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+    if (!obj) PyErr_Clear();
+    uint32_t label = 0, user_location = 0;
+    int label_is_dunder = 0, n = 0;
+    struct chain_level levels[32];
+    uint64_t hash = 1469598103934665603ULL;
+    /* code_info pointers stay valid during the walk: nothing else runs. */
+    while (obj && n < 32) {
+        PyObject *code = code_of(obj);
+        const struct code_info *ci = code ? code_info_get(code) : NULL;
+        if (!ci) {
+            Py_XDECREF(code);
+            break;
+        }
+        int at = 0;
+        if (ci->is_user) {
+            at = suspended_at(obj, code, ci);
+            user_location = at >= 0 ? code_location_at(code, ci, at) : code_location_id(code, ci, -at - 1);
+            label = 0;
+            label_is_dunder = 0;
+        } else if ((!label || label_is_dunder) && !(label && ci->is_dunder)) {
+            /* The first stdlib coroutine under the user code names the await,
+             * looking through __aenter__-style wrappers. */
+            label = ci->await_label;
+            label_is_dunder = ci->is_dunder;
+        }
+        hash = (hash ^ (uintptr_t)code) * 1099511628211ULL;
+        hash = (hash ^ (uint64_t)(uint32_t)at) * 1099511628211ULL;
+        levels[n].code = code;
+        levels[n].ci = ci;
+        levels[n].at = at;
+        n++;
+        Py_DECREF(code);
+        PyObject *next = getattr_or_null(obj, PyObject_TypeCheck(obj, coroutine_type) ? s_cr_await : s_gi_yieldfrom);
+        Py_DECREF(obj);
+        obj = next;
+        if (obj == Py_None) {
+            Py_DECREF(obj);
+            obj = NULL;
+        }
+    }
+    Py_XDECREF(obj);
+    rec->location = user_location;
+    rec->chain = n ? rt_chain_lookup(hash, levels, n) : 0;
+    if (label) {
+        rec->h.str0 = label;
+        return;
+    }
+    /* The user code awaits a future itself: what kind of future. */
+    PyObject *waiter = getattr_or_null(task, s_fut_waiter);
+    if (!waiter || waiter == Py_None) {
+        rec->h.str0 = rt_static_string("await (bare yield)");
+    } else if (rt_is_task(waiter)) {
+        rec->h.str0 = rt_static_string("await task");
+        rec->target = (uint64_t)(uintptr_t)waiter;
+    } else if (gathering_type && PyObject_TypeCheck(waiter, gathering_type)) {
+        rec->h.str0 = rt_static_string("await gather()");
+        PyObject *children = getattr_or_null(waiter, s_children);
+        Py_ssize_t count = children ? PySequence_Size(children) : -1;
+        if (count < 0) PyErr_Clear();
+        rec->count = count > 0 ? (uint32_t)count : 0;
+        Py_XDECREF(children);
+    } else {
+        rec->h.str0 = rt_type_await_label(Py_TYPE(waiter));
+    }
+    Py_XDECREF(waiter);
+}
+
+void rt_task_step_end(void *task_obj, void *previous_task) {
+    PyObject *task = task_obj;
+    uint64_t ts = rt_now_ns(); /* the step's end, before describing it */
+    rt_tls.current_task = previous_task;
+    if (!rt_ready()) {
+        Py_DECREF(task);
+        return;
+    }
+    struct astrace_rec_task_step_end rec;
+    memset(&rec, 0, sizeof rec);
+    rec.h.type = ASTRACE_REC_TASK_STEP_END;
+    rec.h.ts = ts;
+    rec.task = (uint64_t)(uintptr_t)task;
+    char text[256];
+    size_t text_len = 0;
+    PyObject *state = getattr_or_null(task, s_state);
+    if (state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_pending) == 0) {
+        rec.outcome = ASTRACE_STEP_SUSPENDED;
+        describe_await(task, &rec);
+    } else {
+        if (state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_cancelled) == 0) {
+            rec.outcome = ASTRACE_STEP_CANCELLED;
+        } else {
+            PyObject *exc = getattr_or_null(task, s_exception);
+            if (exc && exc != Py_None) {
+                rec.outcome = ASTRACE_STEP_EXCEPTION;
+                text_len = rt_describe_exception(exc, text, sizeof text);
+                rec.text_len = (uint16_t)text_len;
+            } else {
+                rec.outcome = ASTRACE_STEP_RESULT;
+            }
+            Py_XDECREF(exc);
+        }
+        known_remove((uintptr_t)task);
+    }
+    if (PyErr_Occurred()) PyErr_Clear();
+    Py_XDECREF(state);
+    write_var(&rec, sizeof rec, text, text_len);
+    Py_DECREF(task);
+}
