@@ -95,11 +95,12 @@ static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwa
 
 /* BaseEventLoop.create_task: report the task it returns. */
 static PyObject *call_create_task(MethodHook *self, PyObject *args, PyObject *kwargs) {
+    uint64_t start = rt_now_ns(); /* an eager task's first step starts in here */
     PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
     if (res) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        rt_task_created(res);
+        rt_task_created(res, PyTuple_Size(args) >= 2 ? PyTuple_GetItem(args, 1) : NULL, start);
         PyErr_Restore(type, value, tb);
     }
     return res;

@@ -63,7 +63,8 @@ void rt_names_clear(void);
 int rt_tasks_init(void *task_types /* tuple of task classes */, void *stdlib_prefixes /* list of str */,
                   long hexversion, void *code_type /* types.CodeType */);
 int rt_is_task(void *obj);
-void rt_task_created(void *task);                       /* after create_task returned it */
+/* After create_task(coro, ...) returned `task`; coro may be NULL. */
+void rt_task_created(void *task, void *coro, uint64_t call_start_ns);
 void *rt_task_step_begin(void *callback);               /* the task a step callback runs, new ref; NULL if none */
 void rt_task_step_end(void *task, void *previous_task); /* consumes the task reference */
 

@@ -34,9 +34,11 @@
 PyAPI_FUNC(PyFrameObject *) PyFrame_GetBack(PyFrameObject *frame);
 
 static PyObject *task_types; /* tuple */
+static int python_minor;     /* 11 for 3.11 ... */
 static PyObject *getattr_or_null(PyObject *o, PyObject *name);
-static PyObject *s_qualname, *s_self, *s_state, *s_exception, *s_fut_waiter, *s_get_coro, *s_get_name, *s_cr_await,
-    *s_cr_code, *s_cr_frame, *s_gi_yieldfrom, *s_gi_code, *s_gi_frame, *s_children, *s_pending, *s_cancelled;
+static PyObject *s_cr_suspended, *s_qualname, *s_self, *s_state, *s_exception, *s_fut_waiter, *s_get_coro, *s_get_name,
+    *s_cr_await, *s_cr_code, *s_cr_frame, *s_gi_yieldfrom, *s_gi_code, *s_gi_frame, *s_children, *s_pending,
+    *s_cancelled;
 static PyTypeObject *coroutine_type, *generator_type, *gathering_type;
 
 /* ---- reported tasks: address -> the name object last reported ------------ */
@@ -140,6 +142,8 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
     Py_INCREF(task_types);
     if (code_info_init(prefixes) != 0) return -1;
     s_qualname = intern("__qualname__");
+    s_cr_suspended = intern("cr_suspended");
+    python_minor = (int)((hexversion >> 16) & 0xff);
     s_self = intern("__self__");
     s_state = intern("_state");
     s_exception = intern("_exception");
@@ -339,17 +343,31 @@ static const char *set_name_fields(struct astrace_rec_task_create *rec, PyObject
     return name;
 }
 
-static void emit_create(PyObject *task, uint32_t location, int discovered) {
+/* True while the task has not finished. (Task.get_coro() on a finished
+ * eager task crashes CPython 3.12.0/3.12.1, so it is only asked of these.) */
+static int task_pending(PyObject *task) {
+    PyObject *state = getattr_or_null(task, s_state);
+    int pending = state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_pending) == 0;
+    if (PyErr_Occurred()) PyErr_Clear();
+    Py_XDECREF(state);
+    return pending;
+}
+
+/* `coro`: the coroutine given to create_task, or NULL to ask the task. */
+static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, uint16_t flags, uint64_t ts) {
     struct astrace_rec_task_create rec;
     memset(&rec, 0, sizeof rec);
     rec.h.type = ASTRACE_REC_TASK_CREATE;
-    rec.h.ts = rt_now_ns();
+    rec.h.ts = ts;
     rec.task = (uint64_t)(uintptr_t)task;
-    rec.parent = discovered ? 0 : (uint64_t)(uintptr_t)rt_tls.current_task;
+    rec.parent = flags & ASTRACE_TASK_DISCOVERED ? 0 : (uint64_t)(uintptr_t)rt_tls.current_task;
     rec.location = location;
-    rec.flags = discovered ? ASTRACE_TASK_DISCOVERED : 0;
+    rec.flags = flags;
     /* Coroutine qualname. */
-    PyObject *coro = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+    if (coro)
+        Py_INCREF(coro);
+    else if (task_pending(task))
+        coro = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
     if (!coro) PyErr_Clear();
     PyObject *code = coro ? code_of(coro) : NULL;
     if (code) {
@@ -364,6 +382,10 @@ static void emit_create(PyObject *task, uint32_t location, int discovered) {
     write_var(&rec, sizeof rec, name, (size_t)name_len);
     known_put((uintptr_t)task, pyname);
     Py_XDECREF(pyname);
+}
+
+static void emit_create(PyObject *task, uint32_t location, int discovered) {
+    emit_create_at(task, NULL, location, discovered ? ASTRACE_TASK_DISCOVERED : 0, rt_now_ns());
 }
 
 /* A name set after creation (asyncio.create_task(name=...) in 3.11 does
@@ -391,10 +413,30 @@ static void check_rename(PyObject *task, struct known_task *k) {
     Py_DECREF(pyname);
 }
 
-void rt_task_created(void *task) {
+/* True if an eager task (3.12+ eager_task_factory) already ran its first
+ * step inside create_task. */
+static int ran_eagerly(PyObject *task, PyObject *coro) {
+    if (python_minor < 12) return 0;
+    if (!task_pending(task)) return 1;
+    PyObject *suspended = coro ? getattr_or_null(coro, s_cr_suspended) : NULL;
+    int started = suspended == Py_True;
+    Py_XDECREF(suspended);
+    return started;
+}
+
+void rt_task_created(void *task, void *coro_arg, uint64_t call_start_ns) {
+    PyObject *coro = coro_arg;
     if (!task || !rt_ready() || !rt_is_task(task)) return;
     known_check_generation();
-    emit_create(task, caller_location(), 0);
+    if (ran_eagerly(task, coro)) {
+        /* Its first step ran inside create_task: report it as created at the
+         * call and running since, then the step's end like any other. */
+        emit_create_at(task, coro, caller_location(), ASTRACE_TASK_EAGER, call_start_ns);
+        Py_INCREF((PyObject *)task);
+        rt_task_step_end(task, rt_tls.current_task);
+        return;
+    }
+    emit_create_at(task, coro, caller_location(), 0, rt_now_ns());
 }
 
 void *rt_task_step_begin(void *callback) {
@@ -507,6 +549,13 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
     } else if (rt_is_task(waiter)) {
         rec->h.str0 = rt_static_string("await task");
         rec->target = (uint64_t)(uintptr_t)waiter;
+        /* Make sure the awaited task is known by its current name (made with
+         * asyncio.Task(), or named after create_task, and not run yet). */
+        struct known_task *k = known_find((uintptr_t)waiter);
+        if (!k)
+            emit_create(waiter, 0, 1);
+        else
+            check_rename(waiter, k);
     } else if (gathering_type && PyObject_TypeCheck(waiter, gathering_type)) {
         rec->h.str0 = rt_static_string("await gather()");
         PyObject *children = getattr_or_null(waiter, s_children);

@@ -57,7 +57,12 @@ struct astrace_rec_task_create {
     /* char name[name_len], then padding to 8 */
 };
 
-enum astrace_task_flags { ASTRACE_TASK_DISCOVERED = 1 };
+enum astrace_task_flags {
+    ASTRACE_TASK_DISCOVERED = 1, /* first seen at a step (or awaited), not at creation */
+    ASTRACE_TASK_EAGER = 2,      /* its first step ran inside create_task (3.12+ eager
+                                  * tasks): running since the record's time; the
+                                  * step's end follows */
+};
 
 /* How a step ended. */
 enum astrace_step_outcome {

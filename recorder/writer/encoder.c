@@ -40,6 +40,8 @@ const char *const enc_ann_names[ANN_COUNT] = {
     [ANN_DISCOVERED] = "discovered",
     [ANN_TASK] = "task",
     [ANN_LANE_FROM_NS] = "on_lane_since_ns",
+    [ANN_RENAMED_TO] = "renamed_to",
+    [ANN_EAGER] = "eager",
 };
 
 /* Slice kinds and their nesting level on a thread track. */

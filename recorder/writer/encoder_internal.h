@@ -46,6 +46,8 @@ enum {
     ANN_DISCOVERED,
     ANN_TASK,
     ANN_LANE_FROM_NS,
+    ANN_RENAMED_TO,
+    ANN_EAGER,
     ANN_COUNT
 };
 extern const char *const enc_fixed_names[IID_TASKS_FIXED_END];

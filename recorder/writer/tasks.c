@@ -62,7 +62,10 @@ struct enc_task {
     char parent[260];     /* label of the creating task */
     int discovered;
     int state;
-    int lane_pending; /* holds a lane whose first slices are not written yet */
+    int lane_pending;  /* holds a lane whose first slices are not written yet */
+    int eager;         /* ran its first step inside create_task */
+    int waiting_open;  /* a scheduled or await slice is open on its lane */
+    char renamed[128]; /* name given after creation, if any */
     struct lane_pool *pool;
     struct lane *lane; /* NULL while it has none */
     uint64_t created_ts, since_ts;
@@ -273,14 +276,15 @@ static void lane_begin(struct enc_process *p, struct enc_thread *th, struct enc_
     struct lane *lane = task->lane;
     task->lane_pending = 0;
     if (lane->hosted <= 2) name_lane(p, th, task, ts);
-    Astrace__Pb__DebugAnnotation a[7];
-    Astrace__Pb__DebugAnnotation *ap[7];
+    Astrace__Pb__DebugAnnotation a[8];
+    Astrace__Pb__DebugAnnotation *ap[8];
     size_t n = 0;
     ann_str(p, &a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
     ann_str(p, &a[n], ANN_CORO, task->coro), ap[n] = &a[n], n++;
     if (task->created_at[0]) ann_str(p, &a[n], ANN_CREATED_AT, task->created_at), ap[n] = &a[n], n++;
     if (task->parent[0]) ann_str(p, &a[n], ANN_PARENT, task->parent), ap[n] = &a[n], n++;
     if (task->discovered) ann_bool(&a[n], ANN_DISCOVERED, 1), ap[n] = &a[n], n++;
+    if (task->eager) ann_bool(&a[n], ANN_EAGER, 1), ap[n] = &a[n], n++;
     if (ts > task->created_ts) ann_uint(&a[n], ANN_LANE_FROM_NS, ts - task->created_ts), ap[n] = &a[n], n++;
     enc_emit(p, &(struct enc_event){.track = lane->uuid,
                                     .ts = ts,
@@ -288,11 +292,13 @@ static void lane_begin(struct enc_process *p, struct enc_thread *th, struct enc_
                                     .name_iid = enc_name_iid(p, task->label),
                                     .anns = ap,
                                     .nanns = n});
-    if (ts == task->created_ts && task->state == T_SCHEDULED)
+    if (ts == task->created_ts && task->state == T_SCHEDULED && !task->eager) {
         enc_emit(p, &(struct enc_event){.track = lane->uuid,
                                         .ts = ts,
                                         .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
                                         .name_iid = IID_SCHEDULED});
+        task->waiting_open = 1;
+    }
 }
 
 static void release_lane(struct enc_task *task) {
@@ -329,6 +335,7 @@ static size_t totals(struct enc_process *p, struct enc_task *task, const char *o
     ann_double(&a[n], ANN_RUNNING_MS, task->run_ns / 1e6), ap[n] = &a[n], n++;
     ann_double(&a[n], ANN_WAITING_MS, task->wait_ns / 1e6), ap[n] = &a[n], n++;
     ann_uint(&a[n], ANN_STEPS, task->steps), ap[n] = &a[n], n++;
+    if (task->renamed[0]) ann_str(p, &a[n], ANN_RENAMED_TO, task->renamed), ap[n] = &a[n], n++;
     return n;
 }
 
@@ -337,11 +344,12 @@ static void end_task(struct enc_process *p, struct enc_task *task, uint64_t ts, 
     if (task->lane) {
         if (task->lane_pending) { /* never ran: its lane's slices start now */
             lane_begin(p, &p->threads[task->ring], task, task->created_ts);
-            slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0, NULL,
-                  0);
+            if (task->waiting_open)
+                slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0,
+                      NULL, 0);
         }
-        Astrace__Pb__DebugAnnotation a[6];
-        Astrace__Pb__DebugAnnotation *ap[6];
+        Astrace__Pb__DebugAnnotation a[8];
+        Astrace__Pb__DebugAnnotation *ap[8];
         size_t n = totals(p, task, outcome, exception, a, ap);
         slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, ap, n, NULL, 0, NULL, 0);
         release_lane(task);
@@ -368,7 +376,7 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     uint64_t ts = rec->h.ts;
     struct enc_task *old = find_task(t, rec->task);
     if (old) { /* the address was reused: its previous task was destroyed while pending */
-        if (old->lane && !old->lane_pending)
+        if (old->lane && !old->lane_pending && (old->waiting_open || old->state == T_RUNNING))
             slice(p, old->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0, NULL, 0);
         end_task(p, old, ts, "destroyed while pending", NULL);
     }
@@ -376,6 +384,7 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     task->addr = rec->task;
     task->ring = (uint32_t)(th - p->threads);
     task->discovered = rec->flags & ASTRACE_TASK_DISCOVERED;
+    task->eager = (rec->flags & ASTRACE_TASK_EAGER) != 0;
     task->created_ts = task->since_ts = ts;
     task->state = T_SCHEDULED;
     snprintf(task->coro, sizeof task->coro, "%s", enc_seg_text(p, rec->h.str0, "?"));
@@ -400,12 +409,14 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
         }
     }
     take_lane(p, task);
+    if (task->eager) tasks_on_step_begin(p, th, task->addr, ts); /* its first step ran at creation */
 }
 
 void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec) {
     struct enc_task *task = find_task(p->ext->tasks, rec->task);
     if (!task) return;
     set_task_name(task, rec);
+    snprintf(task->renamed, sizeof task->renamed, "%s", task->name);
     /* A lane that has shown only this task takes the new name. */
     if (task->lane && !task->lane_pending && task->lane->hosted == 1) name_lane(p, th, task, rec->h.ts);
 }
@@ -419,7 +430,10 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
     if (task->lane) {
         if (task->lane_pending) lane_begin(p, th, task, task->created_ts);
         /* End the scheduled/await slice. */
-        slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0, NULL, 0);
+        if (task->waiting_open)
+            slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0, NULL,
+                  0);
+        task->waiting_open = 0;
         track = task->lane->uuid;
     } else if (take_lane(p, task)) {
         lane_begin(p, th, task, ts);
@@ -513,6 +527,7 @@ void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struc
     if (rec->count) ann_uint(&a[n], ANN_GATHER_CHILDREN, rec->count), ap[n] = &a[n], n++;
     slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, enc_name_iid(p, name), ap, n, NULL,
           0, NULL, 0);
+    task->waiting_open = 1;
 }
 
 void tasks_end_all(struct enc_process *p) {
@@ -529,15 +544,16 @@ void tasks_end_all(struct enc_process *p) {
             task->run_ns += ts > task->since_ts ? ts - task->since_ts : 0;
         else
             task->wait_ns += ts > task->since_ts ? ts - task->since_ts : 0;
-        Astrace__Pb__DebugAnnotation a[7];
-        Astrace__Pb__DebugAnnotation *ap[7];
+        Astrace__Pb__DebugAnnotation a[9];
+        Astrace__Pb__DebugAnnotation *ap[9];
         size_t n = totals(p, task, "pending", NULL, a, ap);
         ann_str(p, &a[n], ANN_STATE, "pending"), ap[n] = &a[n], n++;
         if (task->lane && task->lane_pending) lane_begin(p, &p->threads[task->ring], task, task->created_ts);
         if (task->lane) {
             /* The open scheduled/run/await slice, then the lifetime. */
-            slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0, NULL,
-                  0);
+            if (task->waiting_open || task->state == T_RUNNING)
+                slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0,
+                      NULL, 0);
             slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, ap, n, NULL, 0, NULL, 0);
             release_lane(task);
         } else if (task->state == T_RUNNING) {
