@@ -335,6 +335,9 @@ static size_t totals(struct enc_process *p, struct enc_task *task, const char *o
     ann_double(&a[n], ANN_RUNNING_MS, task->run_ns / 1e6), ap[n] = &a[n], n++;
     ann_double(&a[n], ANN_WAITING_MS, task->wait_ns / 1e6), ap[n] = &a[n], n++;
     ann_uint(&a[n], ANN_STEPS, task->steps), ap[n] = &a[n], n++;
+    /* A task without a lane has no lifetime slice to carry its identity. */
+    if (!task->lane) ann_str(p, &a[n], ANN_CORO, task->coro), ap[n] = &a[n], n++;
+    if (!task->lane) ann_str(p, &a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
     if (task->renamed[0]) ann_str(p, &a[n], ANN_RENAMED_TO, task->renamed), ap[n] = &a[n], n++;
     return n;
 }
@@ -499,8 +502,8 @@ void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struc
     const char *outcome = rec->outcome < 4 ? outcomes[rec->outcome] : "?";
 
     /* End the run; a task without a lane carries its totals on its last run. */
-    Astrace__Pb__DebugAnnotation a[8];
-    Astrace__Pb__DebugAnnotation *ap[8];
+    Astrace__Pb__DebugAnnotation a[10];
+    Astrace__Pb__DebugAnnotation *ap[10];
     size_t n = 0;
     uint64_t track = task->lane ? task->lane->uuid : overflow_track(p, th, task->pool, ts);
     if (!task->lane && done) n = totals(p, task, outcome, exception, a, ap);
@@ -544,8 +547,8 @@ void tasks_end_all(struct enc_process *p) {
             task->run_ns += ts > task->since_ts ? ts - task->since_ts : 0;
         else
             task->wait_ns += ts > task->since_ts ? ts - task->since_ts : 0;
-        Astrace__Pb__DebugAnnotation a[9];
-        Astrace__Pb__DebugAnnotation *ap[9];
+        Astrace__Pb__DebugAnnotation a[11];
+        Astrace__Pb__DebugAnnotation *ap[11];
         size_t n = totals(p, task, "pending", NULL, a, ap);
         ann_str(p, &a[n], ANN_STATE, "pending"), ap[n] = &a[n], n++;
         if (task->lane && task->lane_pending) lane_begin(p, &p->threads[task->ring], task, task->created_ts);

@@ -285,6 +285,30 @@ class ViewerConfigTests(AstraceTestCase):
         self.assertTrue(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"], r)
         self.assertGreaterEqual(r["max_ms"], 50)
 
+        # Task queries: the example's 4 tasks (main, 3 fetches) plus asyncio.run's own.
+        cols, rows = results["slowest_task_steps.sql"]
+        steps = sorted((s["dur"] for s in trace.task_steps()), reverse=True)
+        self.assertEqual([r[cols.index("dur")] for r in rows], steps[:20])
+        self.assertTrue(all(r[cols.index("task")] for r in rows))
+        # The blocking handler's 50 ms step is the slowest, inside a loop iteration.
+        top = dict(zip(cols, rows[0]))
+        self.assertGreaterEqual(top["dur_ms"], 50)
+        self.assertGreaterEqual(top["loop_iteration_ms"], top["dur_ms"])
+
+        cols, rows = results["await_time_by_awaited.sql"]
+        by = {(r[0], r[1]): dict(zip(cols, r)) for r in rows}
+        sleeps = [k for k in by if k[0] == "await asyncio.sleep()"]
+        self.assertEqual(len(sleeps), 1, by)  # one line awaits sleep, three times
+        self.assertEqual(by[sleeps[0]]["waits"], 3)
+        self.assertTrue(sleeps[0][1].startswith("hello_asyncio.py:"))
+        self.assertGreaterEqual(by[sleeps[0]]["max_ms"], 150)
+
+        cols, rows = results["tasks_by_coroutine.sql"]
+        tasks = {r[0]: dict(zip(cols, r)) for r in rows}
+        self.assertEqual(tasks["main"]["tasks"], 1)
+        self.assertEqual(tasks["fetch"]["tasks"], 3)
+        self.assertEqual(tasks["fetch"]["exceptions"], 0)
+
         cols, rows = results["astrace_metadata.sql"]
         meta = {(r[cols.index("event")], r[cols.index("arg")]): r[cols.index("value")] for r in rows}
         self.assertEqual(meta[("astrace: summary", "events_dropped")], "0")
