@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "writer/encoder_internal.h"
+#include "writer/pb_encode.h"
 
 const char *const enc_fixed_names[IID_TASKS_FIXED_END] = {
     [IID_LOOP] = "loop iteration",
@@ -141,33 +142,68 @@ static void clear_batch(struct enc_process *p) {
     p->ext->batch.nnames = p->ext->batch.nstrs = 0;
 }
 
+/* TracePacket and TrackEvent field numbers used below. */
+enum {
+    F_PKT_TIMESTAMP = 8,
+    F_PKT_SEQ_ID = 10,
+    F_PKT_TRACK_EVENT = 11,
+    F_PKT_INTERNED = 12,
+    F_PKT_SEQ_FLAGS = 13,
+    F_EV_ANNOTATIONS = 4,
+    F_EV_TYPE = 9,
+    F_EV_NAME_IID = 10,
+    F_EV_TRACK_UUID = 11,
+    F_EV_FLOW_IDS = 47,
+    F_EV_TERMINATING_FLOW_IDS = 48,
+    F_ANN_NAME_IID = 1,
+    F_ANN_BOOL = 2,
+    F_ANN_UINT = 3,
+    F_ANN_INT = 4,
+    F_ANN_DOUBLE = 5,
+    F_ANN_STRING = 6,
+    F_ANN_NAME = 10,
+    F_ANN_STRING_IID = 17,
+};
+
+static void encode_annotation(struct buf *b, const Astrace__Pb__DebugAnnotation *a) {
+    size_t at = pb_begin(b, F_EV_ANNOTATIONS);
+    if (a->has_name_iid) pb_uint(b, F_ANN_NAME_IID, a->name_iid);
+    if (a->name) pb_bytes(b, F_ANN_NAME, a->name, strlen(a->name));
+    if (a->has_bool_value) pb_uint(b, F_ANN_BOOL, a->bool_value);
+    if (a->has_uint_value) pb_uint(b, F_ANN_UINT, a->uint_value);
+    if (a->has_int_value) pb_uint(b, F_ANN_INT, (uint64_t)a->int_value);
+    if (a->has_double_value) pb_double(b, F_ANN_DOUBLE, a->double_value);
+    if (a->string_value) pb_bytes(b, F_ANN_STRING, a->string_value, strlen(a->string_value));
+    if (a->has_string_value_iid) pb_uint(b, F_ANN_STRING_IID, a->string_value_iid);
+    pb_end(b, at);
+}
+
+/* Writes one TrackEvent packet, encoded by hand (pb_encode.h): this is the
+ * recorder's hottest path. Pending interned entries ride along. */
 void enc_emit(struct enc_process *p, const struct enc_event *e) {
-    Astrace__Pb__TrackEvent ev;
-    astrace__pb__track_event__init(&ev);
-    ev.has_type = 1;
-    ev.type = (Astrace__Pb__TrackEvent__Type)e->type;
-    ev.has_track_uuid = 1;
-    ev.track_uuid = e->track;
-    if (e->name_iid) {
-        ev.has_name_iid = 1;
-        ev.name_iid = e->name_iid;
-    }
-    ev.n_debug_annotations = e->nanns;
-    ev.debug_annotations = e->anns;
-    ev.n_flow_ids = e->nflows;
-    ev.flow_ids = (uint64_t *)e->flows;
-    ev.n_terminating_flow_ids = e->nterminating;
-    ev.terminating_flow_ids = (uint64_t *)e->terminating_flows;
-    Astrace__Pb__TracePacket pk;
+    struct buf *b = &p->enc->scratch;
+    b->len = 0;
+    pb_uint(b, F_PKT_TIMESTAMP, e->ts);
+    pb_uint(b, F_PKT_SEQ_ID, p->seq_id);
+    pb_uint(b, F_PKT_SEQ_FLAGS, ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE);
     Astrace__Pb__InternedData idata;
-    packet_init(&pk, p->seq_id, e->ts);
-    pk.has_sequence_flags = 1;
-    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
-    pk.interned_data = take_batch(p, &idata);
-    pk.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
-    pk.track_event = &ev;
-    trace_file_write(p->enc->tf, &pk);
-    clear_batch(p);
+    if (take_batch(p, &idata)) {
+        size_t n = astrace__pb__interned_data__get_packed_size(&idata);
+        pb_tag(b, F_PKT_INTERNED, PB_LEN);
+        pb_varint(b, n);
+        buf_reserve(b, n);
+        b->len += astrace__pb__interned_data__pack(&idata, b->data + b->len);
+        clear_batch(p);
+    }
+    size_t ev = pb_begin(b, F_PKT_TRACK_EVENT);
+    pb_uint(b, F_EV_TYPE, (uint64_t)e->type);
+    pb_uint(b, F_EV_TRACK_UUID, e->track);
+    if (e->name_iid) pb_uint(b, F_EV_NAME_IID, e->name_iid);
+    for (size_t i = 0; i < e->nanns; i++) encode_annotation(b, e->anns[i]);
+    for (size_t i = 0; i < e->nflows; i++) pb_fixed64(b, F_EV_FLOW_IDS, e->flows[i]);
+    for (size_t i = 0; i < e->nterminating; i++) pb_fixed64(b, F_EV_TERMINATING_FLOW_IDS, e->terminating_flows[i]);
+    pb_end(b, ev);
+    trace_file_write_encoded(p->enc->tf, b->data, b->len);
     p->enc->events++;
     if (e->ts > p->last_ts) p->last_ts = e->ts;
     if (e->ts > p->enc->last_ts) p->enc->last_ts = e->ts;
@@ -296,6 +332,7 @@ void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t pro
 }
 
 void encoder_free(struct encoder *e) {
+    buf_free(&e->scratch);
     free(e->pids);
     e->pids = NULL;
 }

@@ -33,6 +33,7 @@ struct encoder {
     uint64_t session_track_uuid;
     uint64_t events;      /* records turned into trace events */
     uint64_t last_ts;     /* newest timestamp seen */
+    struct buf scratch;   /* one packet being encoded */
     struct enc_pid *pids; /* pid -> process track uuid (one track per pid) */
     size_t npids, cap_pids;
 };

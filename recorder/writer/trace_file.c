@@ -146,6 +146,13 @@ void trace_file_write(struct trace_file *tf, const Astrace__Pb__TracePacket *p) 
     if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
 }
 
+void trace_file_write_encoded(struct trace_file *tf, const uint8_t *packet, size_t len) {
+    frame(&tf->pending, packet, len);
+    tf->packets++;
+    tf->bytes_in += len;
+    if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
+}
+
 int trace_file_close(struct trace_file *tf) {
     trace_file_flush(tf);
     int rc = tf->failed ? -1 : 0;
