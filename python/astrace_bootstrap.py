@@ -17,11 +17,14 @@ if sys.version_info[:2] in SUPPORTED:
 else:
     _astrace = None
 
+# `astrace record --no-tasks`: loop iterations and callbacks only.
+_TASKS = os.environ.get("ASTRACE_TASKS", "1") != "0"
+
 
 def _hooks():
     return {
-        "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE),
-                                ("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)],
+        "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)] +
+                               ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []),
         "asyncio.tasks": [],  # see _install: tells the runtime what a task is
         "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
         "selectors": [
@@ -52,7 +55,7 @@ def _init_tasks(module):
 
 
 def _install(modname, module):
-    if modname == "asyncio.tasks":
+    if modname == "asyncio.tasks" and _TASKS:
         _init_tasks(module)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)

@@ -47,6 +47,7 @@ static void record_usage(FILE *out) {
           "                         deflate (any trace processor since 2019) or none\n"
           "      --buffer-size SIZE per-thread ring size, power of two, e.g. 4M (default 16M);\n"
           "                         a full ring drops events and counts them\n"
+          "      --no-tasks         record loop iterations and callbacks only, no task tracks\n"
           "  -q, --quiet            no summary line on stderr\n"
           "      --stats-json PATH  write the run's numbers (events, bytes, drops, recorder CPU\n"
           "                         time) as JSON to PATH, for benchmarks and scripts\n"
@@ -206,11 +207,11 @@ int cmd_record(int argc, char **argv) {
         {"buffer-size", required_argument, 0, 'b'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
-        {"stats-json", required_argument, 0, 's'},
+        {"stats-json", required_argument, 0, 's'}, {"no-tasks", no_argument, 0, 'T'},
         {0, 0, 0, 0},
     };
     const char *output = NULL, *stats_path = NULL;
-    int force = 0, quiet = 0;
+    int force = 0, quiet = 0, tasks = 1;
     enum trace_compression comp = TRACE_COMPRESS_ZSTD;
     uint64_t ring_size = DEFAULT_RING_SIZE;
     int c;
@@ -234,6 +235,7 @@ int cmd_record(int argc, char **argv) {
             }
             break;
         case 's': stats_path = optarg; break;
+        case 'T': tasks = 0; break;
         case 'h': record_usage(stdout); return 0;
         default: record_usage(stderr); return 2;
         }
@@ -285,6 +287,7 @@ int cmd_record(int argc, char **argv) {
         .start_realtime_ns = now_realtime_ns(),
         .start_boottime_ns = now_boottime_ns(),
         .ring_size = ring_size,
+        .tasks = tasks,
     };
     encoder_begin_session(&enc, &info);
 
@@ -303,6 +306,7 @@ int cmd_record(int argc, char **argv) {
     char rs[32];
     snprintf(rs, sizeof rs, "%llu", (unsigned long long)ring_size);
     setenv("ASTRACE_RING_SIZE", rs, 1);
+    setenv("ASTRACE_TASKS", tasks ? "1" : "0", 1);
 
     sigset_t handled, old_mask;
     sigemptyset(&handled);

@@ -58,6 +58,7 @@ struct enc_session_info {
     uint64_t start_realtime_ns;
     uint64_t start_boottime_ns;
     uint64_t ring_size;
+    int tasks; /* task tracks recorded */
 };
 
 void encoder_init(struct encoder *e, struct trace_file *tf);

@@ -66,6 +66,7 @@ struct enc_task {
     int eager;         /* ran its first step inside create_task */
     int waiting_open;  /* a scheduled or await slice is open on its lane */
     char renamed[128]; /* name given after creation, if any */
+    uint64_t label_iid, step_iid; /* interned "<label>" and "step <label>", 0 until needed */
     struct lane_pool *pool;
     struct lane *lane; /* NULL while it has none */
     uint64_t created_ts, since_ts;
@@ -183,6 +184,21 @@ void tasks_free(struct task_table *t) {
     free(t);
 }
 
+/* The task's interned names, made once per name. */
+static uint64_t label_iid(struct enc_process *p, struct enc_task *task) {
+    if (!task->label_iid) task->label_iid = enc_name_iid(p, task->label);
+    return task->label_iid;
+}
+
+static uint64_t step_iid(struct enc_process *p, struct enc_task *task) {
+    if (!task->step_iid) {
+        char step[300];
+        snprintf(step, sizeof step, "step %s", task->label);
+        task->step_iid = enc_name_iid(p, step);
+    }
+    return task->step_iid;
+}
+
 /* ---- tracks ------------------------------------------------------------------ */
 
 static uint64_t tasks_group(struct enc_process *p, struct enc_thread *th, uint64_t ts) {
@@ -289,7 +305,7 @@ static void lane_begin(struct enc_process *p, struct enc_thread *th, struct enc_
     enc_emit(p, &(struct enc_event){.track = lane->uuid,
                                     .ts = ts,
                                     .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
-                                    .name_iid = enc_name_iid(p, task->label),
+                                    .name_iid = label_iid(p, task),
                                     .anns = ap,
                                     .nanns = n});
     if (ts == task->created_ts && task->state == T_SCHEDULED && !task->eager) {
@@ -372,6 +388,7 @@ static void set_task_name(struct enc_task *task, const struct astrace_rec_task_c
         task->name[len] = 0;
     }
     snprintf(task->label, sizeof task->label, "%s %s", task->name, task->coro);
+    task->label_iid = task->step_iid = 0;
 }
 
 void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec) {
@@ -445,14 +462,12 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
         track = overflow_track(p, th, task->pool, ts);
     }
     slice(p, track, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
-          task->lane ? IID_RUN : enc_name_iid(p, task->label), NULL, 0, NULL, 0, term, term ? 1 : 0);
+          task->lane ? IID_RUN : label_iid(p, task), NULL, 0, NULL, 0, term, term ? 1 : 0);
     task->resume_flow = 0;
     task->state = T_RUNNING;
     task->since_ts = ts;
     task->target = 0;
-    char step[300];
-    snprintf(step, sizeof step, "step %s", task->label);
-    return enc_name_iid(p, step);
+    return step_iid(p, task);
 }
 
 /* The await slice's name: what the task waits on, in the user's words. */

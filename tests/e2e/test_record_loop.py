@@ -68,6 +68,7 @@ class LoopIterationTests(AstraceTestCase):
                 self.assertEqual(session["command"], f"{py} {self.app('sleep_poll.py')}")
                 self.assertEqual(session["compression"], "zstd")
                 self.assertEqual(session["sampler"], "off")
+                self.assertEqual(session["tasks"], "on")
                 self.assertGreater(session["start_realtime_ns"], 1.6e18)
                 self.assertRegex(session["astrace_version"], r"^\d+\.\d+\.\d+$")
                 self.assertEqual(t.summary()["events_dropped"], 0)

@@ -220,6 +220,17 @@ class TaskTests(AstraceTestCase):
         self.assertTrue(all(s["args"]["outcome"] == "result" for s in ended))
         self.assertEqual(len([s for s in t.task_steps() if s["name"].endswith(" tiny")]), 2 * n)
 
+    def test_no_tasks_option(self):
+        rec = self.record([PYTHONS[0], self.app("tasks_children.py")], options=["--no-tasks"])
+        t = rec.trace
+        self.assertWellFormed(t)
+        self.assertEqual(t.session()["tasks"], "off")
+        self.assertEqual([tr for tr in t.tracks.values() if tr["name"] == "Tasks"], [])
+        self.assertEqual(t.task_steps(), [])
+        # The loop is still there, its task steps named after the callable.
+        self.assertGreater(len(t.slices_named("loop iteration")), 3)
+        self.assertGreater(len(t.slices_named("Task.__step")), 3)
+
     def test_loops_in_two_threads(self):
         rec = self.record([PYTHONS[0], self.app("tasks_threads.py")])
         t = rec.trace

@@ -65,7 +65,7 @@ static void write_sample_trace(const char *path, enum trace_compression comp, in
     struct encoder e;
     encoder_init(&e, &tf);
     const char *argv[] = {"python3", "app.py"};
-    struct enc_session_info info = {argv, 2, trace_compression_name(comp), 123, 1000000000ull, 4096};
+    struct enc_session_info info = {argv, 2, trace_compression_name(comp), 123, 1000000000ull, 4096, 1};
     encoder_begin_session(&e, &info);
     struct astrace_seg_header *seg = fake_segment();
     uint32_t cb = add_string(seg, "fetch_page");
