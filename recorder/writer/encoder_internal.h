@@ -142,6 +142,12 @@ static inline void ann_str(struct enc_process *p, Astrace__Pb__DebugAnnotation *
     a->has_string_value_iid = 1;
 }
 
+/* String value carried inline: for texts that are unique (a task's name),
+ * where interning would only add an entry. `v` must outlive the emit. */
+static inline void ann_inline_str(Astrace__Pb__DebugAnnotation *a, uint64_t n, const char *v) {
+    enc_ann(a, n)->string_value = (char *)v;
+}
+
 /* tasks.c */
 struct task_table *tasks_new(void);
 void tasks_free(struct task_table *t);

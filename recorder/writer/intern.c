@@ -14,11 +14,35 @@ struct intern_entry {
     uint64_t name_iid, str_iid; /* 0 = not yet interned in that space */
 };
 
+/* Texts live in 1 MiB arena chunks, freed together with the map. */
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    char data[];
+};
+
 struct intern_map {
     struct intern_entry *slots;
     size_t cap, used;
     uint64_t next_name_iid, next_str_iid;
+    struct arena_chunk *chunks;
 };
+
+static char *arena_copy(struct intern_map *m, const char *text, size_t len) {
+    struct arena_chunk *c = m->chunks;
+    if (!c || c->cap - c->used < len + 1) {
+        size_t cap = len + 1 > (1u << 20) ? len + 1 : (1u << 20);
+        c = xmalloc(sizeof *c + cap);
+        c->next = m->chunks;
+        c->used = 0;
+        c->cap = cap;
+        m->chunks = c;
+    }
+    char *out = c->data + c->used;
+    memcpy(out, text, len + 1);
+    c->used += len + 1;
+    return out;
+}
 
 static uint64_t hash_text(const char *s) {
     uint64_t h = 1469598103934665603ULL;
@@ -27,6 +51,7 @@ static uint64_t hash_text(const char *s) {
 }
 
 static struct intern_entry *lookup(struct intern_map *m, const char *text) {
+    /* Grow at half full: probes stay short. */
     if (m->used * 2 >= m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 1024;
         struct intern_entry *n = xcalloc(ncap, sizeof *n);
@@ -46,7 +71,7 @@ static struct intern_entry *lookup(struct intern_map *m, const char *text) {
         if (m->slots[j].hash == h && !strcmp(m->slots[j].text, text)) return &m->slots[j];
         j = (j + 1) & (m->cap - 1);
     }
-    m->slots[j].text = xstrdup(text);
+    m->slots[j].text = arena_copy(m, text, strlen(text));
     m->slots[j].hash = h;
     m->used++;
     return &m->slots[j];
@@ -117,7 +142,10 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text) {
 
 void intern_map_free(struct intern_map *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->cap; i++) free(m->slots[i].text);
+    for (struct arena_chunk *c = m->chunks, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     free(m->slots);
     free(m);
 }

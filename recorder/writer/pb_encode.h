@@ -14,9 +14,19 @@
 
 enum { PB_VARINT = 0, PB_FIXED64 = 1, PB_LEN = 2 };
 
+static inline void pb_reserve(struct buf *b, size_t n) {
+    if (b->len + n > b->cap) buf_reserve(b, n);
+}
+
 static inline void pb_varint(struct buf *b, uint64_t v) {
-    buf_reserve(b, 10);
-    b->len += varint_put(b->data + b->len, v);
+    pb_reserve(b, 10);
+    uint8_t *out = b->data + b->len;
+    while (v >= 0x80) {
+        *out++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *out++ = (uint8_t)v;
+    b->len = (size_t)(out - b->data);
 }
 
 static inline void pb_tag(struct buf *b, uint32_t field, int wire) {
@@ -30,7 +40,7 @@ static inline void pb_uint(struct buf *b, uint32_t field, uint64_t v) {
 
 static inline void pb_fixed64(struct buf *b, uint32_t field, uint64_t v) {
     pb_tag(b, field, PB_FIXED64);
-    buf_reserve(b, 8);
+    pb_reserve(b, 8);
     for (int i = 0; i < 8; i++) b->data[b->len++] = (uint8_t)(v >> (8 * i));
 }
 
@@ -50,7 +60,7 @@ static inline void pb_bytes(struct buf *b, uint32_t field, const void *p, size_t
  * length up (moving the body when it needs more bytes). */
 static inline size_t pb_begin(struct buf *b, uint32_t field) {
     pb_tag(b, field, PB_LEN);
-    buf_reserve(b, 1);
+    pb_reserve(b, 1);
     b->data[b->len++] = 0;
     return b->len;
 }

@@ -62,10 +62,10 @@ struct enc_task {
     char parent[260];     /* label of the creating task */
     int discovered;
     int state;
-    int lane_pending;  /* holds a lane whose first slices are not written yet */
-    int eager;         /* ran its first step inside create_task */
-    int waiting_open;  /* a scheduled or await slice is open on its lane */
-    char renamed[128]; /* name given after creation, if any */
+    int lane_pending;             /* holds a lane whose first slices are not written yet */
+    int eager;                    /* ran its first step inside create_task */
+    int waiting_open;             /* a scheduled or await slice is open on its lane */
+    char renamed[128];            /* name given after creation, if any */
     uint64_t label_iid, step_iid; /* interned "<label>" and "step <label>", 0 until needed */
     struct lane_pool *pool;
     struct lane *lane; /* NULL while it has none */
@@ -295,7 +295,7 @@ static void lane_begin(struct enc_process *p, struct enc_thread *th, struct enc_
     Astrace__Pb__DebugAnnotation a[8];
     Astrace__Pb__DebugAnnotation *ap[8];
     size_t n = 0;
-    ann_str(p, &a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
+    ann_inline_str(&a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
     ann_str(p, &a[n], ANN_CORO, task->coro), ap[n] = &a[n], n++;
     if (task->created_at[0]) ann_str(p, &a[n], ANN_CREATED_AT, task->created_at), ap[n] = &a[n], n++;
     if (task->parent[0]) ann_str(p, &a[n], ANN_PARENT, task->parent), ap[n] = &a[n], n++;
@@ -347,14 +347,14 @@ static size_t totals(struct enc_process *p, struct enc_task *task, const char *o
                      Astrace__Pb__DebugAnnotation *a, Astrace__Pb__DebugAnnotation **ap) {
     size_t n = 0;
     ann_str(p, &a[n], ANN_OUTCOME, outcome), ap[n] = &a[n], n++;
-    if (exception && *exception) ann_str(p, &a[n], ANN_EXCEPTION, exception), ap[n] = &a[n], n++;
+    if (exception && *exception) ann_inline_str(&a[n], ANN_EXCEPTION, exception), ap[n] = &a[n], n++;
     ann_double(&a[n], ANN_RUNNING_MS, task->run_ns / 1e6), ap[n] = &a[n], n++;
     ann_double(&a[n], ANN_WAITING_MS, task->wait_ns / 1e6), ap[n] = &a[n], n++;
     ann_uint(&a[n], ANN_STEPS, task->steps), ap[n] = &a[n], n++;
     /* A task without a lane has no lifetime slice to carry its identity. */
     if (!task->lane) ann_str(p, &a[n], ANN_CORO, task->coro), ap[n] = &a[n], n++;
-    if (!task->lane) ann_str(p, &a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
-    if (task->renamed[0]) ann_str(p, &a[n], ANN_RENAMED_TO, task->renamed), ap[n] = &a[n], n++;
+    if (!task->lane) ann_inline_str(&a[n], ANN_TASK_NAME, task->name), ap[n] = &a[n], n++;
+    if (task->renamed[0]) ann_inline_str(&a[n], ANN_RENAMED_TO, task->renamed), ap[n] = &a[n], n++;
     return n;
 }
 
@@ -461,8 +461,8 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
     } else {
         track = overflow_track(p, th, task->pool, ts);
     }
-    slice(p, track, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
-          task->lane ? IID_RUN : label_iid(p, task), NULL, 0, NULL, 0, term, term ? 1 : 0);
+    slice(p, track, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, task->lane ? IID_RUN : label_iid(p, task),
+          NULL, 0, NULL, 0, term, term ? 1 : 0);
     task->resume_flow = 0;
     task->state = T_RUNNING;
     task->since_ts = ts;
