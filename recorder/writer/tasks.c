@@ -45,7 +45,7 @@ struct lane {
 struct lane_pool {
     char *coro;
     uint32_t ring;
-    struct lane *lanes;
+    struct lane **lanes; /* each allocated once: tasks point at them */
     size_t nlanes, cap;
     uint32_t *free; /* stack of free lane indices */
     size_t nfree;
@@ -176,6 +176,7 @@ void tasks_free(struct task_table *t) {
     free(t->slots);
     for (size_t i = 0; i < t->npools; i++) {
         free(t->pools[i]->coro);
+        for (size_t j = 0; j < t->pools[i]->nlanes; j++) free(t->pools[i]->lanes[j]);
         free(t->pools[i]->lanes);
         free(t->pools[i]->free);
         free(t->pools[i]);
@@ -254,15 +255,15 @@ static int take_lane(struct enc_process *p, struct enc_task *task) {
     struct lane_pool *pool = task->pool;
     struct lane *lane = NULL;
     if (pool->nfree) {
-        lane = &pool->lanes[pool->free[--pool->nfree]];
+        lane = pool->lanes[pool->free[--pool->nfree]];
     } else if (pool->nlanes < LANES_PER_CORO && t->lanes_per_ring[task->ring % 4096] < LANES_PER_THREAD) {
         if (pool->nlanes == pool->cap) {
             pool->cap = pool->cap ? pool->cap * 2 : 8;
             pool->lanes = xrealloc(pool->lanes, pool->cap * sizeof *pool->lanes);
             pool->free = xrealloc(pool->free, pool->cap * sizeof *pool->free);
         }
-        lane = &pool->lanes[pool->nlanes];
-        memset(lane, 0, sizeof *lane);
+        lane = xcalloc(1, sizeof *lane);
+        pool->lanes[pool->nlanes] = lane;
         lane->index = (uint32_t)pool->nlanes++;
         lane->uuid = enc_new_uuid(p);
         t->lanes_per_ring[task->ring % 4096]++;
