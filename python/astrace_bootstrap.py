@@ -19,6 +19,8 @@ else:
 
 # `astrace record --no-tasks`: loop iterations and callbacks only.
 _TASKS = os.environ.get("ASTRACE_TASKS", "1") != "0"
+# `astrace record --no-counters`: no loop lag, ready queue or GC.
+_COUNTERS = os.environ.get("ASTRACE_COUNTERS", "1") != "0"
 
 
 def _hooks():
@@ -26,7 +28,8 @@ def _hooks():
         "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)] +
                                ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []),
         "asyncio.tasks": [],  # see _install: tells the runtime what a task is
-        "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
+        "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)] +
+                          ([("Handle", "__init__", _astrace.HOOK_HANDLE_INIT)] if _COUNTERS else []),
         "selectors": [
             (cls, "select", _astrace.HOOK_SELECT)
             for cls in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector")
@@ -57,6 +60,8 @@ def _init_tasks(module):
 def _install(modname, module):
     if modname == "asyncio.tasks" and _TASKS:
         _init_tasks(module)
+    if modname == "asyncio.events":
+        _astrace.init_loop(module.TimerHandle, _COUNTERS)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)
         if cls is None:
@@ -132,6 +137,9 @@ def start():
     import atexit
     atexit.register(_astrace.stop)
     _wrap_threads()
+    if _COUNTERS:
+        import gc
+        gc.callbacks.append(_astrace.gc_callback)
     for name in _HOOKS:
         if name in sys.modules:
             _install(name, sys.modules[name])

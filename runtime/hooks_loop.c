@@ -15,6 +15,7 @@
 
 #include "emit.h"
 #include "hooks.h"
+#include "ready_times.h"
 
 #ifndef Py_TPFLAGS_METHOD_DESCRIPTOR
 #define Py_TPFLAGS_METHOD_DESCRIPTOR (1UL << 17)
@@ -26,9 +27,38 @@ typedef struct {
 } MethodHook;
 
 static PyObject *method_type; /* types.MethodType */
+static PyTypeObject *timer_handle_type;
+static int counters_on;
+static PyObject *str_ready, *str_when;
+
+int hooks_init_loop(PyObject *timer_type, int counters) {
+    Py_XDECREF((PyObject *)timer_handle_type);
+    Py_INCREF(timer_type);
+    timer_handle_type = (PyTypeObject *)timer_type;
+    counters_on = counters;
+    if (!str_ready) str_ready = PyUnicode_InternFromString("_ready");
+    if (!str_when) str_when = PyUnicode_InternFromString("_when");
+    return str_ready && str_when ? 0 : -1;
+}
+
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* len(loop._ready): callbacks waiting at the start of this iteration. */
+static int64_t ready_length(PyObject *args) {
+    if (!counters_on || PyTuple_Size(args) < 1) return -1;
+    PyObject *ready = PyObject_GetAttr(PyTuple_GetItem(args, 0), str_ready);
+    Py_ssize_t n = ready ? PyObject_Size(ready) : -1;
+    Py_XDECREF(ready);
+    if (n < 0) PyErr_Clear();
+    return n;
+}
 
 static PyObject *call_run_once(MethodHook *self, PyObject *args, PyObject *kwargs) {
-    rt_emit(ASTRACE_REC_LOOP_BEGIN, 0, rt_now_ns(), 0);
+    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now_ns(), ready_length(args));
     rt_tls.loop_depth++;
     PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
     rt_tls.loop_depth--;
@@ -67,6 +97,38 @@ static PyObject *call_select(MethodHook *self, PyObject *args, PyObject *kwargs)
 
 static PyObject *str_callback;
 
+/* How late the loop runs this handle: since Handle.__init__ (call_soon and
+ * friends), or, for a timer, since it fell due. -1 when unknown. */
+static int64_t handle_lag(PyObject *handle, uint64_t now) {
+    if (!counters_on) return -1;
+    uint64_t made = ready_times_take(handle);
+    if (timer_handle_type && PyObject_TypeCheck(handle, timer_handle_type)) {
+        PyObject *when = PyObject_GetAttr(handle, str_when);
+        double due = when ? PyFloat_AsDouble(when) : -1.0;
+        Py_XDECREF(when);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+        int64_t lag = (int64_t)monotonic_ns() - (int64_t)(due * 1e9);
+        return lag > 0 ? lag : 0; /* asyncio runs timers up to a clock tick early */
+    }
+    return made && now >= made ? (int64_t)(now - made) : -1;
+}
+
+static void write_callback_begin(uint32_t name, uint64_t ts, PyObject *task, int64_t lag) {
+    uint64_t next;
+    struct astrace_rec_callback *rec = astrace_ring_reserve(&rt_tls.ring, sizeof *rec, &next);
+    if (!rec) return;
+    rec->h.type = ASTRACE_REC_CALLBACK_BEGIN;
+    rec->h.size = sizeof *rec;
+    rec->h.str0 = name;
+    rec->h.ts = ts;
+    rec->task = (int64_t)(uintptr_t)task;
+    rec->lag_ns = lag;
+    astrace_ring_commit(&rt_tls.ring, next);
+}
+
 /* One callback. A task step also marks the task as the thread's current
  * one (the parent of tasks it creates) and reports how the step ended. */
 static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwargs) {
@@ -84,10 +146,14 @@ static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwa
         } else {
             PyErr_Clear();
         }
-        rt_write(ASTRACE_REC_CALLBACK_BEGIN, name, rt_now_ns(), (int64_t)(uintptr_t)task);
+        uint64_t now = rt_now_ns();
+        int64_t lag = PyTuple_Size(args) >= 1 ? handle_lag(PyTuple_GetItem(args, 0), now) : -1;
+        write_callback_begin(name, now, task, lag);
         if (task) rt_tls.current_task = task;
+        rt_tls.current_lag = lag > 0 ? lag : 0;
     }
     PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    rt_tls.current_lag = 0;
     if (task) rt_task_step_end(task, previous_task); /* restores current_task */
     rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
     return res;
@@ -106,6 +172,17 @@ static PyObject *call_create_task(MethodHook *self, PyObject *args, PyObject *kw
     return res;
 }
 
+/* Handle.__init__: remember when the handle became ready. A handle made by
+ * a callback that itself ran late inherits that lateness (a timer due at
+ * 50 ms that runs at 260 ms and wakes a task: the task's wakeup is 210 ms
+ * late, not the few microseconds since the timer callback scheduled it). */
+static PyObject *call_handle_init(MethodHook *self, PyObject *args, PyObject *kwargs) {
+    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    if (res && counters_on && PyTuple_Size(args) >= 1)
+        ready_times_put(PyTuple_GetItem(args, 0), rt_now_ns() - (uint64_t)rt_tls.current_lag);
+    return res;
+}
+
 static PyObject *hook_call(PyObject *op, PyObject *args, PyObject *kwargs) {
     MethodHook *self = (MethodHook *)op;
     switch (self->kind) {
@@ -113,6 +190,7 @@ static PyObject *hook_call(PyObject *op, PyObject *args, PyObject *kwargs) {
     case HOOK_SELECT: return call_select(self, args, kwargs);
     case HOOK_HANDLE_RUN: return call_handle_run(self, args, kwargs);
     case HOOK_CREATE_TASK: return call_create_task(self, args, kwargs);
+    case HOOK_HANDLE_INIT: return call_handle_init(self, args, kwargs);
     default: return PyObject_Call(self->wrapped, args, kwargs);
     }
 }

@@ -5,6 +5,8 @@
  *         ring_size, ring_count, strings_capacity)  create the segment
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
+ *   init_loop(TimerHandle, counters)    loop lag and ready-queue measurements
+ *   gc_callback(phase, info)            for gc.callbacks: GC slices
  *   thread_started(name)     give the calling thread a ring and a name
  *   stop()                   stop recording (atexit)
  *   active()                 whether this process records
@@ -13,6 +15,7 @@
 
 #include <string.h>
 
+#include "emit.h"
 #include "hooks.h"
 #include "runtime.h"
 
@@ -71,7 +74,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_CREATE_TASK) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_HANDLE_INIT) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -108,6 +111,32 @@ static PyObject *mod_init_tasks(PyObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_init_loop(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *timer_type;
+    int counters;
+    if (!PyArg_ParseTuple(args, "Op", &timer_type, &counters)) return NULL;
+    if (hooks_init_loop(timer_type, counters) != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* gc.callbacks entry: a GC slice on the thread that collects. */
+static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *phase, *info;
+    if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
+    if (!rt_ready()) Py_RETURN_NONE;
+    int start = PyUnicode_CompareWithASCIIString(phase, "start") == 0;
+    PyObject *v = PyDict_Check(info) ? PyDict_GetItemString(info, start ? "generation" : "collected") : NULL;
+    long long n = v ? PyLong_AsLongLong(v) : -1;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        n = -1;
+    }
+    rt_write(start ? ASTRACE_REC_GC_BEGIN : ASTRACE_REC_GC_END, 0, rt_now_ns(), n);
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_stop(PyObject *m, PyObject *args) {
     (void)m;
     (void)args;
@@ -127,6 +156,9 @@ static PyMethodDef methods[] = {
     {"init_tasks", mod_init_tasks, METH_VARARGS,
      "init_tasks(task_types, stdlib_prefixes, hexversion, CodeType): what a task is, what\n"
      "user code is not, and where coroutine frames keep their line."},
+    {"init_loop", mod_init_loop, METH_VARARGS,
+     "init_loop(TimerHandle, counters): timers' due time attribute; loop lag and ready queue on/off."},
+    {"gc_callback", mod_gc_callback, METH_VARARGS, "For gc.callbacks: records garbage collections."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},
@@ -152,6 +184,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
         PyModule_AddIntConstant(m, "HOOK_SELECT", HOOK_SELECT) ||
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
         PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
+        PyModule_AddIntConstant(m, "HOOK_HANDLE_INIT", HOOK_HANDLE_INIT) ||
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);
         return NULL;

@@ -36,8 +36,9 @@ struct rt_thread {
     uint32_t generation;
     int has_ring;
     struct astrace_ring ring;
-    int loop_depth;     /* >0 while inside BaseEventLoop._run_once */
-    void *current_task; /* the task whose step runs on this thread, or NULL */
+    int loop_depth;      /* >0 while inside BaseEventLoop._run_once */
+    void *current_task;  /* the task whose step runs on this thread, or NULL */
+    int64_t current_lag; /* lag of the callback running on this thread, 0 if none */
 };
 
 extern _Thread_local struct rt_thread rt_tls;

@@ -15,16 +15,19 @@
 enum astrace_rec_type {
     ASTRACE_REC_PAD = 0,        /* filler to the end of the ring; skip */
     ASTRACE_REC_THREAD_NAME,    /* str0 = new thread name */
-    ASTRACE_REC_LOOP_BEGIN,     /* one BaseEventLoop._run_once starts */
+    ASTRACE_REC_LOOP_BEGIN,     /* one BaseEventLoop._run_once starts; a0 = ready queue length, -1 unknown */
     ASTRACE_REC_LOOP_END,       /* ... ends; a0 = 1 if it raised */
     ASTRACE_REC_POLL_BEGIN,     /* selector.select(timeout): a0 = timeout ns, -1 = block */
     ASTRACE_REC_POLL_END,       /* a0 = number of ready events, -1 if it raised */
-    ASTRACE_REC_CALLBACK_BEGIN, /* Handle._run starts; str0 = callback name; a0 = task if a task step */
+    ASTRACE_REC_CALLBACK_BEGIN, /* struct astrace_rec_callback: Handle._run starts; str0 = callback name */
     ASTRACE_REC_CALLBACK_END,   /* a0 = 1 if the callback raised */
     /* Coroutine lifecycle (issue 3). */
     ASTRACE_REC_TASK_CREATE,   /* struct astrace_rec_task_create */
     ASTRACE_REC_TASK_STEP_END, /* struct astrace_rec_task_step_end */
     ASTRACE_REC_TASK_RENAME,   /* struct astrace_rec_task_create: task, name (set_name, create_task(name=)) */
+    /* Loop health (issue 5). */
+    ASTRACE_REC_GC_BEGIN, /* a0 = generation */
+    ASTRACE_REC_GC_END,   /* a0 = objects collected */
     ASTRACE_REC_TYPE_COUNT
 };
 
@@ -39,6 +42,13 @@ struct astrace_rec_hdr {
 struct astrace_rec_arg {
     struct astrace_rec_hdr h;
     int64_t a0;
+};
+
+/* A callback starts. Older runtimes wrote only `task` (24 bytes). */
+struct astrace_rec_callback {
+    struct astrace_rec_hdr h;
+    int64_t task;   /* the task whose step this is, 0 if none */
+    int64_t lag_ns; /* since it became ready (scheduled, or its timer due), -1 unknown */
 };
 
 /* A task came to be: created through a hooked create_task, or first seen at
@@ -88,6 +98,7 @@ struct astrace_rec_task_step_end {
 
 _Static_assert(sizeof(struct astrace_rec_hdr) == 16, "record header layout");
 _Static_assert(sizeof(struct astrace_rec_task_create) == 48, "record layout");
+_Static_assert(sizeof(struct astrace_rec_callback) == 32, "record layout");
 _Static_assert(sizeof(struct astrace_rec_task_step_end) == 48, "record layout");
 _Static_assert(sizeof(struct astrace_rec_arg) == 24, "record layout");
 

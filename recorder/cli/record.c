@@ -48,6 +48,9 @@ static void record_usage(FILE *out) {
           "      --buffer-size SIZE per-thread ring size, power of two, e.g. 4M (default 16M);\n"
           "                         a full ring drops events and counts them\n"
           "      --no-tasks         record loop iterations and callbacks only, no task tracks\n"
+          "      --no-counters      no loop lag, ready queue, live tasks, RSS or GC counters/slices\n"
+          "      --slow-callback-ms N  mark callbacks and loop iterations busy this long (default\n"
+          "                         100, like asyncio's debug mode; 0 = off)\n"
           "  -q, --quiet            no summary line on stderr\n"
           "      --stats-json PATH  write the run's numbers (events, bytes, drops, recorder CPU\n"
           "                         time) as JSON to PATH, for benchmarks and scripts\n"
@@ -207,11 +210,15 @@ int cmd_record(int argc, char **argv) {
         {"buffer-size", required_argument, 0, 'b'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
-        {"stats-json", required_argument, 0, 's'}, {"no-tasks", no_argument, 0, 'T'},
+        {"stats-json", required_argument, 0, 's'},
+        {"no-tasks", no_argument, 0, 'T'},
+        {"no-counters", no_argument, 0, 'C'},
+        {"slow-callback-ms", required_argument, 0, 'S'},
         {0, 0, 0, 0},
     };
     const char *output = NULL, *stats_path = NULL;
-    int force = 0, quiet = 0, tasks = 1;
+    int force = 0, quiet = 0, tasks = 1, counters = 1;
+    double slow_ms = 100;
     enum trace_compression comp = TRACE_COMPRESS_ZSTD;
     uint64_t ring_size = DEFAULT_RING_SIZE;
     int c;
@@ -236,6 +243,16 @@ int cmd_record(int argc, char **argv) {
             break;
         case 's': stats_path = optarg; break;
         case 'T': tasks = 0; break;
+        case 'C': counters = 0; break;
+        case 'S': {
+            char *end;
+            slow_ms = strtod(optarg, &end);
+            if (*end || end == optarg || !(slow_ms >= 0) || slow_ms > 1e9) {
+                warnx_("--slow-callback-ms must be a number of milliseconds, not '%s'", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h': record_usage(stdout); return 0;
         default: record_usage(stderr); return 2;
         }
@@ -280,6 +297,8 @@ int cmd_record(int argc, char **argv) {
 
     struct encoder enc;
     encoder_init(&enc, &tf);
+    enc.counters = counters;
+    enc.slow_ns = (uint64_t)(slow_ms * 1e6);
     struct enc_session_info info = {
         .argv = (const char *const *)cmd,
         .argc = argc - optind,
@@ -307,6 +326,7 @@ int cmd_record(int argc, char **argv) {
     snprintf(rs, sizeof rs, "%llu", (unsigned long long)ring_size);
     setenv("ASTRACE_RING_SIZE", rs, 1);
     setenv("ASTRACE_TASKS", tasks ? "1" : "0", 1);
+    setenv("ASTRACE_COUNTERS", counters ? "1" : "0", 1);
 
     sigset_t handled, old_mask;
     sigemptyset(&handled);
@@ -331,7 +351,7 @@ int cmd_record(int argc, char **argv) {
 
     uint64_t wall_start = now_monotonic_ns();
     int main_status = 0, main_done = 0, interrupts = 0;
-    uint64_t last_flush = now_monotonic_ns(), last_scan = 0;
+    uint64_t last_flush = now_monotonic_ns(), last_scan = 0, last_rss = 0;
     while (!main_done) {
         struct timespec tmo = {0, 5 * 1000 * 1000};
         siginfo_t si;
@@ -356,6 +376,10 @@ int cmd_record(int argc, char **argv) {
             last_scan = now;
         }
         session_drain(&sess, &enc);
+        if (counters && now - last_rss >= 50ull * 1000 * 1000) { /* RSS at 20 Hz, read from outside */
+            session_sample_rss(&sess);
+            last_rss = now;
+        }
         if (now - last_flush > 1000ull * 1000 * 1000) {
             trace_file_flush(&tf);
             last_flush = now;
@@ -388,6 +412,9 @@ int cmd_record(int argc, char **argv) {
         if (dropped)
             warnx_("%llu events were dropped because a ring was full; try a larger --buffer-size",
                    (unsigned long long)dropped);
+        if (enc.slow_callbacks)
+            warnx_("%llu slow callback%s (>= %g ms); the slowest: %s, %.1f ms", (unsigned long long)enc.slow_callbacks,
+                   enc.slow_callbacks == 1 ? "" : "s", slow_ms, enc.slowest_name, enc.slowest_ns / 1e6);
     }
     if (stats_path) write_stats(stats_path, &sess, &enc, &tf, dropped, wall_start);
     session_destroy(&sess);

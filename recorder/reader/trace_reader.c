@@ -253,8 +253,24 @@ static void add_flows(struct trace_flows *f, const Astrace__Pb__TrackEvent *ev) 
     }
 }
 
+static void add_counter(struct trace_model *m, size_t track, uint64_t ts, double value) {
+    if (m->ncounters == m->capcounters) {
+        m->capcounters = m->capcounters ? m->capcounters * 2 : 256;
+        m->counters = xrealloc(m->counters, m->capcounters * sizeof *m->counters);
+    }
+    struct trace_counter *c = &m->counters[m->ncounters++];
+    c->track = track;
+    c->ts = ts;
+    c->value = value;
+}
+
 static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uint64_t default_track,
                            const Astrace__Pb__TrackEvent *ev) {
+    /* Counter values riding on any event (TrackEvent.extra_counter_*). */
+    size_t nextra = ev->n_extra_counter_track_uuids < ev->n_extra_counter_values ? ev->n_extra_counter_track_uuids
+                                                                                  : ev->n_extra_counter_values;
+    for (size_t i = 0; i < nextra; i++)
+        add_counter(m, get_track(m, ev->extra_counter_track_uuids[i]), ts, (double)ev->extra_counter_values[i]);
     uint64_t uuid = ev->has_track_uuid ? ev->track_uuid : default_track;
     size_t ti = get_track(m, uuid);
     const char *name = ev->name;
@@ -295,14 +311,7 @@ static void on_track_event(struct trace_model *m, uint32_t seq, uint64_t ts, uin
         add_flows(&s->flows, ev);
     } else if (type == ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_COUNTER) {
         if (!ev->has_counter_value && !ev->has_double_counter_value) return;
-        if (m->ncounters == m->capcounters) {
-            m->capcounters = m->capcounters ? m->capcounters * 2 : 256;
-            m->counters = xrealloc(m->counters, m->capcounters * sizeof *m->counters);
-        }
-        struct trace_counter *c = &m->counters[m->ncounters++];
-        c->track = ti;
-        c->ts = ts;
-        c->value = ev->has_double_counter_value ? ev->double_counter_value : (double)ev->counter_value;
+        add_counter(m, ti, ts, ev->has_double_counter_value ? ev->double_counter_value : (double)ev->counter_value);
     } else if (type == ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT) {
         if (m->ninstants == m->capinstants) {
             m->capinstants = m->capinstants ? m->capinstants * 2 : 64;

@@ -196,6 +196,23 @@ uint64_t session_dropped(const struct session *s) {
     return d;
 }
 
+void session_sample_rss(struct session *s) {
+    static long page = 0;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < s->nsegs; i++) {
+        struct seg_view *v = &s->segs[i];
+        if (v->done || !v->hdr) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/statm", (int)v->hdr->pid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        unsigned long long size, resident;
+        int ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
+        fclose(f);
+        if (ok) encoder_rss(v->proc, now_boottime_ns(), resident * (unsigned long long)page);
+    }
+}
+
 /* A process is gone when /proc has no entry for it or it is a zombie. */
 static int pid_gone(pid_t pid) {
     char path[64], buf[512];

@@ -36,6 +36,8 @@ void session_scan(struct session *s, struct encoder *enc);
 uint64_t session_drain(struct session *s, struct encoder *enc);
 /* Finishes segments whose process is gone (or all, if `all`). */
 void session_reap(struct session *s, struct encoder *enc, int all);
+/* Reads each live traced process's resident memory from /proc into the trace. */
+void session_sample_rss(struct session *s);
 /* Sum of drops in live segments plus finished ones. */
 uint64_t session_dropped(const struct session *s);
 /* Unmaps everything and removes the directory. */

@@ -17,6 +17,8 @@ const char *const enc_fixed_names[IID_TASKS_FIXED_END] = {
     [IID_PROCESS_END] = "astrace: process end",
     [IID_RUN] = "run",
     [IID_SCHEDULED] = "scheduled",
+    [IID_GC] = "garbage collection",
+    [IID_SLOW_CALLBACK] = "slow callback",
 };
 
 const char *const enc_ann_names[ANN_COUNT] = {
@@ -43,12 +45,19 @@ const char *const enc_ann_names[ANN_COUNT] = {
     [ANN_LANE_FROM_NS] = "on_lane_since_ns",
     [ANN_RENAMED_TO] = "renamed_to",
     [ANN_EAGER] = "eager",
+    [ANN_LAG_MS] = "lag_ms",
+    [ANN_SLOW] = "slow",
+    [ANN_GENERATION] = "generation",
+    [ANN_COLLECTED] = "collected",
+    [ANN_DUR_MS] = "dur_ms",
+    [ANN_CALLBACK] = "callback",
 };
 
 /* Slice kinds and their nesting level on a thread track. */
-enum slice_kind { SK_LOOP = 1, SK_SELECT, SK_CALLBACK };
+/* A garbage collection can happen anywhere, so it nests deepest. */
+enum slice_kind { SK_LOOP = 1, SK_SELECT, SK_CALLBACK, SK_GC };
 static int level_of(int kind) {
-    return kind == SK_LOOP ? 0 : 1;
+    return kind == SK_LOOP ? 0 : kind == SK_GC ? 9 : 1;
 }
 
 struct enc_pid {
@@ -64,6 +73,8 @@ void encoder_init(struct encoder *e, struct trace_file *tf) {
     e->next_uuid = 1;
     e->next_flow = 1;
     e->next_seq = SESSION_SEQ + 1;
+    e->counters = 1;
+    e->slow_ns = 100000000ull;
 }
 
 int seg_string(const struct astrace_seg_header *seg, uint32_t id, const char **out) {
@@ -155,6 +166,9 @@ enum {
     F_EV_TRACK_UUID = 11,
     F_EV_FLOW_IDS = 47,
     F_EV_TERMINATING_FLOW_IDS = 48,
+    F_EV_COUNTER_VALUE = 30,
+    F_EV_EXTRA_COUNTER_TRACKS = 31,
+    F_EV_EXTRA_COUNTER_VALUES = 12,
     F_ANN_NAME_IID = 1,
     F_ANN_BOOL = 2,
     F_ANN_UINT = 3,
@@ -202,6 +216,9 @@ void enc_emit(struct enc_process *p, const struct enc_event *e) {
     for (size_t i = 0; i < e->nanns; i++) encode_annotation(b, e->anns[i]);
     for (size_t i = 0; i < e->nflows; i++) pb_fixed64(b, F_EV_FLOW_IDS, e->flows[i]);
     for (size_t i = 0; i < e->nterminating; i++) pb_fixed64(b, F_EV_TERMINATING_FLOW_IDS, e->terminating_flows[i]);
+    if (e->has_counter_value) pb_uint(b, F_EV_COUNTER_VALUE, (uint64_t)e->counter_value);
+    for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_TRACKS, e->counter_tracks[i]);
+    for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_VALUES, (uint64_t)e->counter_values[i]);
     pb_end(b, ev);
     trace_file_write_encoded(p->enc->tf, b->data, b->len);
     p->enc->events++;
@@ -281,8 +298,8 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     char realtime[32], ring[32];
     snprintf(realtime, sizeof realtime, "%llu", (unsigned long long)info->start_realtime_ns);
     snprintf(ring, sizeof ring, "%llu", (unsigned long long)info->ring_size);
-    Astrace__Pb__DebugAnnotation a[8];
-    Astrace__Pb__DebugAnnotation *ap[8];
+    Astrace__Pb__DebugAnnotation a[10];
+    Astrace__Pb__DebugAnnotation *ap[10];
     named_str(&a[0], "astrace_version", ASTRACE_VERSION);
     named_str(&a[1], "command", (char *)cmd.data);
     named_str(&a[2], "compression", info->compression);
@@ -291,7 +308,9 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     named_uint(&a[5], "ring_size_bytes", info->ring_size);
     named_str(&a[6], "clock", "BOOTTIME");
     named_str(&a[7], "tasks", info->tasks ? "on" : "off");
-    for (int i = 0; i < 8; i++) ap[i] = &a[i];
+    named_str(&a[8], "counters", e->counters ? "on" : "off");
+    named_uint(&a[9], "slow_callback_ns", e->slow_ns);
+    for (int i = 0; i < 10; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
     ev.has_type = 1;
@@ -299,7 +318,7 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     ev.has_track_uuid = 1;
     ev.track_uuid = e->session_track_uuid;
     ev.name = "astrace: session";
-    ev.n_debug_annotations = 8;
+    ev.n_debug_annotations = 10;
     ev.debug_annotations = ap;
     packet_init(&p, SESSION_SEQ, info->start_boottime_ns ? info->start_boottime_ns : vals[0]);
     p.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;
@@ -309,13 +328,14 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
 }
 
 void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t processes, const char *notes) {
-    Astrace__Pb__DebugAnnotation a[4];
-    Astrace__Pb__DebugAnnotation *ap[4];
+    Astrace__Pb__DebugAnnotation a[5];
+    Astrace__Pb__DebugAnnotation *ap[5];
     named_uint(&a[0], "events", e->events);
     named_uint(&a[1], "events_dropped", dropped_total);
     named_uint(&a[2], "processes", processes);
-    named_str(&a[3], "notes", notes && *notes ? notes : "");
-    for (int i = 0; i < 4; i++) ap[i] = &a[i];
+    named_uint(&a[3], "slow_callbacks", e->slow_callbacks);
+    named_str(&a[4], "notes", notes && *notes ? notes : "");
+    for (int i = 0; i < 5; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
     ev.has_type = 1;
@@ -323,7 +343,7 @@ void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t pro
     ev.has_track_uuid = 1;
     ev.track_uuid = e->session_track_uuid;
     ev.name = "astrace: summary";
-    ev.n_debug_annotations = notes && *notes ? 4 : 3;
+    ev.n_debug_annotations = notes && *notes ? 5 : 4;
     ev.debug_annotations = ap;
     Astrace__Pb__TracePacket p;
     packet_init(&p, SESSION_SEQ, e->last_ts);
@@ -507,8 +527,9 @@ void enc_thread_add_end_flow(struct enc_thread *th, uint64_t flow) {
 
 /* ---- loop slices on the thread track --------------------------------------- */
 
-static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, int unfinished,
-                    Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
+/* Ends the innermost open slice; `extra` carries counters for its END. */
+static void end_top_with(struct enc_process *p, struct enc_thread *t, uint64_t ts, int unfinished,
+                         Astrace__Pb__DebugAnnotation **anns, size_t nanns, const struct enc_event *extra) {
     Astrace__Pb__DebugAnnotation a;
     Astrace__Pb__DebugAnnotation *ap = &a;
     if (unfinished) {
@@ -516,19 +537,31 @@ static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, in
         anns = &ap;
         nanns = 1;
     }
-    enc_emit(p, &(struct enc_event){.track = t->uuid,
-                                    .ts = ts,
-                                    .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END,
-                                    .anns = anns,
-                                    .nanns = nanns,
-                                    .flows = t->end_flows,
-                                    .nflows = t->nend_flows});
+    struct enc_event ev = {.track = t->uuid,
+                           .ts = ts,
+                           .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END,
+                           .anns = anns,
+                           .nanns = nanns,
+                           .flows = t->end_flows,
+                           .nflows = t->nend_flows};
+    if (extra) {
+        ev.counter_tracks = extra->counter_tracks;
+        ev.counter_values = extra->counter_values;
+        ev.ncounters = extra->ncounters;
+    }
+    enc_emit(p, &ev);
     t->nend_flows = 0;
     t->depth--;
 }
 
-static void begin_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind, uint64_t name_iid,
-                        Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
+static void end_top(struct enc_process *p, struct enc_thread *t, uint64_t ts, int unfinished,
+                    Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
+    end_top_with(p, t, ts, unfinished, anns, nanns, NULL);
+}
+
+static void begin_slice_with(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind, uint64_t name_iid,
+                             Astrace__Pb__DebugAnnotation **anns, size_t nanns, const uint64_t *ctracks,
+                             const int64_t *cvalues, size_t ncounters) {
     while (t->depth > 0 && level_of(t->stack[t->depth - 1]) >= level_of(kind)) end_top(p, t, ts, 1, NULL, 0);
     if (t->depth == STACK_MAX) return;
     enc_emit(p, &(struct enc_event){.track = t->uuid,
@@ -536,21 +569,39 @@ static void begin_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts
                                     .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
                                     .name_iid = name_iid,
                                     .anns = anns,
-                                    .nanns = nanns});
-    t->stack[t->depth++] = kind;
+                                    .nanns = nanns,
+                                    .counter_tracks = ctracks,
+                                    .counter_values = cvalues,
+                                    .ncounters = ncounters});
+    t->stack[t->depth] = kind;
+    t->stack_ts[t->depth] = ts;
+    t->stack_name[t->depth] = name_iid;
+    t->depth++;
+}
+
+static void begin_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind, uint64_t name_iid,
+                        Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
+    begin_slice_with(p, t, ts, kind, name_iid, anns, nanns, NULL, NULL, 0);
+}
+
+/* The open slice of `kind`, as a stack index, or -1. */
+static int find_open(const struct enc_thread *t, int kind) {
+    for (int i = t->depth - 1; i >= 0; i--)
+        if (t->stack[i] == kind) return i;
+    return -1;
+}
+
+static void end_slice_with(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind,
+                           Astrace__Pb__DebugAnnotation **anns, size_t nanns, const struct enc_event *extra) {
+    int at = find_open(t, kind);
+    if (at < 0) return; /* its BEGIN was dropped */
+    while (t->depth > at + 1) end_top(p, t, ts, 1, NULL, 0);
+    end_top_with(p, t, ts, 0, anns, nanns, extra);
 }
 
 static void end_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, int kind,
                       Astrace__Pb__DebugAnnotation **anns, size_t nanns) {
-    int at = -1;
-    for (int i = t->depth - 1; i >= 0; i--)
-        if (t->stack[i] == kind) {
-            at = i;
-            break;
-        }
-    if (at < 0) return; /* its BEGIN was dropped */
-    while (t->depth > at + 1) end_top(p, t, ts, 1, NULL, 0);
-    end_top(p, t, ts, 0, anns, nanns);
+    end_slice_with(p, t, ts, kind, anns, nanns, NULL);
 }
 
 /* ---- records ------------------------------------------------------------------ */
@@ -564,6 +615,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         /* A new thread took this ring: close the old one's track first. */
         while (t->depth > 0) end_top(p, t, t->last_ts, 1, NULL, 0);
         free(t->end_flows);
+        health_free(t);
         memset(t, 0, sizeof *t);
         t->generation = gen;
         t->tid = tid;
@@ -586,12 +638,28 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
     int64_t a0 = rec->size >= sizeof *ra ? ra->a0 : 0;
     Astrace__Pb__DebugAnnotation a[2];
     Astrace__Pb__DebugAnnotation *ap[2] = {&a[0], &a[1]};
+    struct encoder *e = p->enc;
     switch (rec->type) {
-    case ASTRACE_REC_LOOP_BEGIN: begin_slice(p, t, ts, SK_LOOP, IID_LOOP, NULL, 0); break;
-    case ASTRACE_REC_LOOP_END:
-        if (a0) ann_bool(&a[0], ANN_RAISED, 1);
-        end_slice(p, t, ts, SK_LOOP, a0 ? ap : NULL, a0 ? 1 : 0);
+    case ASTRACE_REC_LOOP_BEGIN: {
+        health_loop_begin(p, t, ts, a0);
+        uint64_t track = health_ready_track(t);
+        int with_ready = e->counters && a0 >= 0;
+        begin_slice_with(p, t, ts, SK_LOOP, IID_LOOP, NULL, 0, with_ready ? &track : NULL, with_ready ? &a0 : NULL,
+                         with_ready ? 1 : 0);
         break;
+    }
+    case ASTRACE_REC_LOOP_END: {
+        uint64_t tracks[8];
+        int64_t values[8];
+        int slow = 0;
+        size_t nc = find_open(t, SK_LOOP) >= 0 ? health_loop_end(p, t, ts, tracks, values, &slow) : 0;
+        size_t na = 0;
+        if (a0) ann_bool(&a[na], ANN_RAISED, 1), na++;
+        if (slow) ann_bool(&a[na], ANN_SLOW, 1), na++;
+        end_slice_with(p, t, ts, SK_LOOP, na ? ap : NULL, na,
+                       &(struct enc_event){.counter_tracks = tracks, .counter_values = values, .ncounters = nc});
+        break;
+    }
     case ASTRACE_REC_POLL_BEGIN:
         if (a0 >= 0)
             ann_double(&a[0], ANN_TIMEOUT_MS, (double)a0 / 1e6);
@@ -599,22 +667,44 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
             ann_int(&a[0], ANN_TIMEOUT_MS, -1);
         begin_slice(p, t, ts, SK_SELECT, IID_SELECT, ap, 1);
         break;
-    case ASTRACE_REC_POLL_END:
+    case ASTRACE_REC_POLL_END: {
+        int at = find_open(t, SK_SELECT);
+        if (at >= 0) health_select(t, t->stack_ts[at], ts);
         if (a0 >= 0)
             ann_uint(&a[0], ANN_READY_EVENTS, (uint64_t)a0);
         else
             ann_bool(&a[0], ANN_RAISED, 1);
         end_slice(p, t, ts, SK_SELECT, ap, 1);
         break;
+    }
     case ASTRACE_REC_CALLBACK_BEGIN: {
-        uint64_t iid = a0 ? tasks_on_step_begin(p, t, (uint64_t)a0, ts) : 0;
+        const struct astrace_rec_callback *cb = (const struct astrace_rec_callback *)rec;
+        int64_t lag = rec->size >= sizeof *cb ? cb->lag_ns : -1;
+        health_callback(t, lag);
+        uint64_t iid = a0 ? tasks_on_step_begin(p, t, (uint64_t)a0, ts, lag) : 0;
         if (!iid) iid = enc_name_iid(p, seg_text(p->seg, rec->str0, "callback"));
-        begin_slice(p, t, ts, SK_CALLBACK, iid, NULL, 0);
+        /* A lag worth reading goes on the slice; every lag feeds the counter. */
+        int with_lag = lag >= 1000000;
+        if (with_lag) ann_double(&a[0], ANN_LAG_MS, lag / 1e6);
+        begin_slice(p, t, ts, SK_CALLBACK, iid, with_lag ? ap : NULL, with_lag ? 1 : 0);
         break;
     }
-    case ASTRACE_REC_CALLBACK_END:
-        if (a0) ann_bool(&a[0], ANN_RAISED, 1);
-        end_slice(p, t, ts, SK_CALLBACK, a0 ? ap : NULL, a0 ? 1 : 0);
+    case ASTRACE_REC_CALLBACK_END: {
+        int at = find_open(t, SK_CALLBACK);
+        size_t na = 0;
+        if (a0) ann_bool(&a[na], ANN_RAISED, 1), na++;
+        if (at >= 0 && health_slow_callback(p, t, t->stack_ts[at], ts - t->stack_ts[at], t->stack_name[at]))
+            ann_bool(&a[na], ANN_SLOW, 1), na++;
+        end_slice(p, t, ts, SK_CALLBACK, na ? ap : NULL, na);
+        break;
+    }
+    case ASTRACE_REC_GC_BEGIN:
+        ann_int(&a[0], ANN_GENERATION, a0);
+        begin_slice(p, t, ts, SK_GC, IID_GC, ap, 1);
+        break;
+    case ASTRACE_REC_GC_END:
+        if (a0 >= 0) ann_int(&a[0], ANN_COLLECTED, a0);
+        end_slice(p, t, ts, SK_GC, a0 >= 0 ? ap : NULL, a0 >= 0 ? 1 : 0);
         break;
     case ASTRACE_REC_TASK_CREATE:
         if (rec->size >= sizeof(struct astrace_rec_task_create))
@@ -632,12 +722,17 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
     }
 }
 
+void encoder_rss(struct enc_process *p, uint64_t ts, uint64_t bytes) {
+    health_rss(p, ts, bytes);
+}
+
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records) {
     tasks_end_all(p);
     for (uint32_t i = 0; i < p->nthreads; i++) {
         struct enc_thread *t = &p->threads[i];
         while (t->depth > 0) end_top(p, t, t->last_ts, 1, NULL, 0);
         free(t->end_flows);
+        health_free(t);
     }
     Astrace__Pb__DebugAnnotation a[3];
     Astrace__Pb__DebugAnnotation *ap[3] = {&a[0], &a[1], &a[2]};

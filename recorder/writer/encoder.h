@@ -31,9 +31,14 @@ struct encoder {
     uint64_t next_flow;
     uint32_t next_seq;
     uint64_t session_track_uuid;
-    uint64_t events;      /* records turned into trace events */
-    uint64_t last_ts;     /* newest timestamp seen */
-    struct buf scratch;   /* one packet being encoded */
+    uint64_t events;    /* records turned into trace events */
+    uint64_t last_ts;   /* newest timestamp seen */
+    struct buf scratch; /* one packet being encoded */
+    int counters;       /* loop-health counters on */
+    uint64_t slow_ns;   /* callbacks and iterations this long are marked slow */
+    uint64_t slow_callbacks;
+    uint64_t slowest_ns;
+    char slowest_name[200];
     struct enc_pid *pids; /* pid -> process track uuid (one track per pid) */
     size_t npids, cap_pids;
 };
@@ -49,6 +54,7 @@ struct enc_process {
     uint32_t nthreads;
     uint64_t records;
     uint64_t last_ts;
+    uint64_t rss_track; /* process RSS counter, 0 until sampled */
 };
 
 struct enc_session_info {
@@ -71,6 +77,8 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
                     const struct astrace_rec_hdr *rec);
 /* Closes what is open and writes the process summary; frees p. */
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records);
+/* A resident-memory reading of the process, taken by the recorder. */
+void encoder_rss(struct enc_process *p, uint64_t ts, uint64_t bytes);
 /* Writes the session summary; call last. */
 void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t processes, const char *notes);
 void encoder_free(struct encoder *e);

@@ -19,6 +19,8 @@ enum {
     IID_PROCESS_END,
     IID_RUN,
     IID_SCHEDULED,
+    IID_GC,
+    IID_SLOW_CALLBACK,
     IID_TASKS_FIXED_END,
     ENC_IID_FIRST_DYNAMIC = 32, /* names interned by text start here */
 };
@@ -48,6 +50,12 @@ enum {
     ANN_LANE_FROM_NS,
     ANN_RENAMED_TO,
     ANN_EAGER,
+    ANN_LAG_MS,
+    ANN_SLOW,
+    ANN_GENERATION,
+    ANN_COLLECTED,
+    ANN_DUR_MS,
+    ANN_CALLBACK,
     ANN_COUNT
 };
 extern const char *const enc_fixed_names[IID_TASKS_FIXED_END];
@@ -62,11 +70,16 @@ struct enc_thread {
     char name[ASTRACE_THREAD_NAME_MAX];
     int described;
     int stack[STACK_MAX];
+    uint64_t stack_ts[STACK_MAX];   /* when each open slice began */
+    uint64_t stack_name[STACK_MAX]; /* its name iid */
     int depth;
     uint64_t last_ts;
     uint64_t tasks_group; /* uuid of this thread's "Tasks" group track, 0 until needed */
     uint64_t *end_flows;  /* flows to put on the END of the innermost open slice */
     size_t nend_flows, capend_flows;
+    struct loop_health *health; /* loop_health.c, NULL until the thread runs a loop */
+    uint64_t live_tasks;        /* tasks created on this thread and not finished */
+    uint64_t tasks_created;
 };
 
 struct intern_map;
@@ -90,6 +103,11 @@ struct enc_process_ext {
 
 /* One event on a track; fields left 0 are omitted. */
 struct enc_event {
+    const uint64_t *counter_tracks; /* extra counter values riding on the event */
+    const int64_t *counter_values;
+    size_t ncounters;
+    int has_counter_value; /* a COUNTER event's value */
+    int64_t counter_value;
     uint64_t track;
     uint64_t ts;
     int type; /* ASTRACE__PB__TRACK_EVENT__TYPE__* */
@@ -111,6 +129,8 @@ uint64_t enc_new_flow(struct enc_process *p);
  * a new entry joins the batch that goes out with the next packet. */
 uint64_t enc_name_iid(struct enc_process *p, const char *text);
 uint64_t enc_str_iid(struct enc_process *p, const char *text);
+/* The text of an event-name iid (fixed or interned), "" if unknown. */
+const char *enc_name_text(struct enc_process *p, uint64_t name_iid);
 void intern_map_free(struct intern_map *m);
 
 /* Debug annotations by fixed name iid. */
@@ -148,6 +168,22 @@ static inline void ann_inline_str(Astrace__Pb__DebugAnnotation *a, uint64_t n, c
     enc_ann(a, n)->string_value = (char *)v;
 }
 
+/* loop_health.c: counters per loop thread and per process. */
+void health_loop_begin(struct enc_process *p, struct enc_thread *th, uint64_t ts, int64_t ready_len);
+uint64_t health_ready_track(const struct enc_thread *th); /* after health_loop_begin */
+/* Counter values and args for the iteration's END; returns how many counters. */
+size_t health_loop_end(struct enc_process *p, struct enc_thread *th, uint64_t ts, uint64_t *tracks, int64_t *values,
+                       int *slow);
+void health_select(struct enc_thread *th, uint64_t begin_ts, uint64_t end_ts);
+void health_callback(struct enc_thread *th, int64_t lag_ns);
+/* Marks a slow callback (dur >= the threshold): instant and count. */
+int health_slow_callback(struct enc_process *p, struct enc_thread *th, uint64_t begin_ts, uint64_t dur,
+                         uint64_t name_iid);
+void health_rss(struct enc_process *p, uint64_t ts, uint64_t bytes);
+void health_free(struct enc_thread *th);
+uint64_t enc_counter_track(struct enc_process *p, uint64_t parent, const char *name, int unit, const char *unit_name,
+                           uint64_t ts);
+
 /* tasks.c */
 struct task_table *tasks_new(void);
 void tasks_free(struct task_table *t);
@@ -155,7 +191,7 @@ void tasks_free(struct task_table *t);
 void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
 /* Returns the event-name iid for the loop thread's callback slice ("step Task-7 fetch"). */
 void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
-uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t task, uint64_t ts);
+uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t task, uint64_t ts, int64_t lag_ns);
 void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec);
 /* Ends every task still alive (state=pending) at the process's last timestamp. */
 void tasks_end_all(struct enc_process *p);

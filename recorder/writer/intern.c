@@ -26,6 +26,8 @@ struct intern_map {
     size_t cap, used;
     uint64_t next_name_iid, next_str_iid;
     struct arena_chunk *chunks;
+    const char **names_by_iid; /* event-name text by iid - ENC_IID_FIRST_DYNAMIC */
+    size_t cap_names;
 };
 
 static char *arena_copy(struct intern_map *m, const char *text, size_t len) {
@@ -113,7 +115,14 @@ uint64_t enc_name_iid(struct enc_process *p, const char *text) {
     if (e->name_iid) return e->name_iid;
     make_room(p, 1);
     struct intern_batch *b = &p->ext->batch;
-    e->name_iid = p->ext->interned->next_name_iid++;
+    struct intern_map *m = p->ext->interned;
+    e->name_iid = m->next_name_iid++;
+    size_t slot = e->name_iid - ENC_IID_FIRST_DYNAMIC;
+    if (slot >= m->cap_names) {
+        m->cap_names = m->cap_names ? m->cap_names * 2 : 1024;
+        m->names_by_iid = xrealloc(m->names_by_iid, m->cap_names * sizeof *m->names_by_iid);
+    }
+    m->names_by_iid[slot] = e->text;
     Astrace__Pb__EventName *n = &b->names[b->nnames];
     astrace__pb__event_name__init(n);
     n->has_iid = 1;
@@ -140,8 +149,16 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text) {
     return e->str_iid;
 }
 
+const char *enc_name_text(struct enc_process *p, uint64_t iid) {
+    if (iid > 0 && iid < IID_TASKS_FIXED_END) return enc_fixed_names[iid];
+    struct intern_map *m = p->ext->interned;
+    if (!m || iid < ENC_IID_FIRST_DYNAMIC || iid >= m->next_name_iid) return "";
+    return m->names_by_iid[iid - ENC_IID_FIRST_DYNAMIC];
+}
+
 void intern_map_free(struct intern_map *m) {
     if (!m) return;
+    free(m->names_by_iid);
     for (struct arena_chunk *c = m->chunks, *next; c; c = next) {
         next = c->next;
         free(c);

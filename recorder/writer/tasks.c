@@ -374,6 +374,7 @@ static void end_task(struct enc_process *p, struct enc_task *task, uint64_t ts, 
         slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, ap, n, NULL, 0, NULL, 0);
         release_lane(task);
     }
+    if (p->threads[task->ring].live_tasks) p->threads[task->ring].live_tasks--;
     remove_task(p->ext->tasks, task);
     free_task(task);
 }
@@ -413,6 +414,8 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     if (rec->location) snprintf(task->created_at, sizeof task->created_at, "%s", enc_seg_text(p, rec->location, ""));
     task->pool = pool_of(t, task->ring, task->coro);
     insert_task(t, task);
+    th->live_tasks++;
+    th->tasks_created++;
 
     /* Creation flow: from the creating task's run (or the thread's current
      * slice) to this task's first run. */
@@ -430,7 +433,7 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
         }
     }
     take_lane(p, task);
-    if (task->eager) tasks_on_step_begin(p, th, task->addr, ts); /* its first step ran at creation */
+    if (task->eager) tasks_on_step_begin(p, th, task->addr, ts, 0); /* its first step ran at creation */
 }
 
 void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec) {
@@ -442,7 +445,7 @@ void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct 
     if (task->lane && !task->lane_pending && task->lane->hosted == 1) name_lane(p, th, task, rec->h.ts);
 }
 
-uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t addr, uint64_t ts) {
+uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t addr, uint64_t ts, int64_t lag_ns) {
     struct enc_task *task = find_task(p->ext->tasks, addr);
     if (!task) return 0;
     task->wait_ns += ts > task->since_ts ? ts - task->since_ts : 0;
@@ -462,8 +465,12 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
     } else {
         track = overflow_track(p, th, task->pool, ts);
     }
+    /* How late the loop ran this wakeup. */
+    Astrace__Pb__DebugAnnotation lag;
+    Astrace__Pb__DebugAnnotation *lagp = &lag;
+    if (lag_ns >= 0) ann_double(&lag, ANN_LAG_MS, lag_ns / 1e6);
     slice(p, track, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, task->lane ? IID_RUN : label_iid(p, task),
-          NULL, 0, NULL, 0, term, term ? 1 : 0);
+          lag_ns >= 0 ? &lagp : NULL, lag_ns >= 0 ? 1 : 0, NULL, 0, term, term ? 1 : 0);
     task->resume_flow = 0;
     task->state = T_RUNNING;
     task->since_ts = ts;
