@@ -10,6 +10,7 @@ enum hook_kind {
     HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
     HOOK_CREATE_TASK,  /* BaseEventLoop.create_task */
     HOOK_HANDLE_INIT,  /* asyncio.events.Handle.__init__: when it became ready */
+    HOOK_CALL_SOON,    /* BaseEventLoop._call_soon: when a handle became ready */
 };
 
 /* init_loop(): the TimerHandle class (its _when is its due time) and whether

@@ -6,7 +6,10 @@
  * A wrapper is an instance of MethodHook, a small callable type that behaves
  * like a function stored on a class: it carries the method-descriptor flag,
  * so `obj.method()` calls it as method(obj) without building a bound method,
- * and its __get__ binds like a function's for every other use.
+ * and its __get__ binds like a function's for every other use. It is called
+ * through vectorcall, and calls the original the same way, so a hooked call
+ * allocates no argument tuple: tuples are garbage-collected objects, and one
+ * per call would make the collector run noticeably more often.
  */
 #include "pyhead.h"
 
@@ -21,10 +24,39 @@
 #define Py_TPFLAGS_METHOD_DESCRIPTOR (1UL << 17)
 #endif
 
+/* Vectorcall: in CPython's ABI since 3.9 (PEP 590), in the limited API's
+ * headers only from 3.12, so declared here. PyType_FromSpec sets a type's
+ * vectorcall offset from its __vectorcalloffset__ member. */
+#ifndef Py_TPFLAGS_HAVE_VECTORCALL
+#define Py_TPFLAGS_HAVE_VECTORCALL (1UL << 11)
+typedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+PyAPI_FUNC(PyObject *) PyObject_Vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                           PyObject *kwnames);
+PyAPI_FUNC(PyObject *) PyVectorcall_Call(PyObject *callable, PyObject *tuple, PyObject *dict);
+#define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
+#endif
+
 typedef struct {
     PyObject_HEAD PyObject *wrapped;
     int kind;
+    vectorcallfunc vectorcall;
 } MethodHook;
+
+/* One call's arguments, as vectorcall passes them. */
+struct call {
+    PyObject *const *args;
+    size_t nargsf;
+    Py_ssize_t nargs; /* positional */
+    PyObject *kwnames;
+};
+
+static PyObject *arg(const struct call *c, Py_ssize_t i) {
+    return i < c->nargs ? c->args[i] : NULL;
+}
+
+static PyObject *call_original(MethodHook *self, const struct call *c) {
+    return PyObject_Vectorcall(self->wrapped, c->args, c->nargsf, c->kwnames);
+}
 
 static PyObject *method_type; /* types.MethodType */
 static PyTypeObject *timer_handle_type;
@@ -48,31 +80,31 @@ static uint64_t monotonic_ns(void) {
 }
 
 /* len(loop._ready): callbacks waiting at the start of this iteration. */
-static int64_t ready_length(PyObject *args) {
-    if (!counters_on || PyTuple_Size(args) < 1) return -1;
-    PyObject *ready = PyObject_GetAttr(PyTuple_GetItem(args, 0), str_ready);
+static int64_t ready_length(const struct call *c) {
+    if (!counters_on || !arg(c, 0)) return -1;
+    PyObject *ready = PyObject_GetAttr(arg(c, 0), str_ready);
     Py_ssize_t n = ready ? PyObject_Size(ready) : -1;
     Py_XDECREF(ready);
     if (n < 0) PyErr_Clear();
     return n;
 }
 
-static PyObject *call_run_once(MethodHook *self, PyObject *args, PyObject *kwargs) {
-    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now_ns(), ready_length(args));
+static PyObject *call_run_once(MethodHook *self, const struct call *c) {
+    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now_ns(), ready_length(c));
     rt_tls.loop_depth++;
-    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    PyObject *res = call_original(self, c);
     rt_tls.loop_depth--;
     rt_emit(ASTRACE_REC_LOOP_END, 0, rt_now_ns(), res == NULL);
     return res;
 }
 
 /* select(self, timeout=None): the timeout in ns, or -1 for "block". */
-static int64_t timeout_ns(PyObject *args, PyObject *kwargs) {
-    PyObject *t = NULL;
-    if (PyTuple_Size(args) >= 2)
-        t = PyTuple_GetItem(args, 1);
-    else if (kwargs)
-        t = PyDict_GetItemString(kwargs, "timeout");
+static int64_t timeout_ns(const struct call *c) {
+    PyObject *t = arg(c, 1);
+    Py_ssize_t nkw = c->kwnames ? PyTuple_Size(c->kwnames) : 0;
+    for (Py_ssize_t i = 0; !t && i < nkw; i++)
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GetItem(c->kwnames, i), "timeout") == 0)
+            t = c->args[c->nargs + i];
     if (!t || t == Py_None) return -1;
     double secs = PyFloat_AsDouble(t);
     if (secs == -1.0 && PyErr_Occurred()) {
@@ -84,11 +116,11 @@ static int64_t timeout_ns(PyObject *args, PyObject *kwargs) {
     return (int64_t)llround(secs * 1e9);
 }
 
-static PyObject *call_select(MethodHook *self, PyObject *args, PyObject *kwargs) {
+static PyObject *call_select(MethodHook *self, const struct call *c) {
     /* Only the selector call made by a loop iteration is the loop's poll. */
-    if (rt_tls.loop_depth <= 0) return PyObject_Call(self->wrapped, args, kwargs);
-    rt_emit(ASTRACE_REC_POLL_BEGIN, 0, rt_now_ns(), timeout_ns(args, kwargs));
-    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    if (rt_tls.loop_depth <= 0) return call_original(self, c);
+    rt_emit(ASTRACE_REC_POLL_BEGIN, 0, rt_now_ns(), timeout_ns(c));
+    PyObject *res = call_original(self, c);
     int64_t n = -1;
     if (res && PyList_Check(res)) n = PyList_Size(res);
     rt_emit(ASTRACE_REC_POLL_END, 0, rt_now_ns(), n);
@@ -131,14 +163,14 @@ static void write_callback_begin(uint32_t name, uint64_t ts, PyObject *task, int
 
 /* One callback. A task step also marks the task as the thread's current
  * one (the parent of tasks it creates) and reports how the step ended. */
-static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwargs) {
+static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
     PyObject *task = NULL;
     void *previous_task = rt_tls.current_task;
     /* Ready first: in a fork child that makes the segment the name goes in. */
     if (rt_ready()) {
         uint32_t name = 0;
         int kind = RT_CB_PLAIN;
-        PyObject *cb = PyTuple_Size(args) >= 1 ? PyObject_GetAttr(PyTuple_GetItem(args, 0), str_callback) : NULL;
+        PyObject *cb = arg(c, 0) ? PyObject_GetAttr(arg(c, 0), str_callback) : NULL;
         if (cb) {
             name = rt_callback_name_id(cb, &kind);
             if (kind == RT_CB_TASK_STEP) task = rt_task_step_begin(cb);
@@ -147,12 +179,12 @@ static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwa
             PyErr_Clear();
         }
         uint64_t now = rt_now_ns();
-        int64_t lag = PyTuple_Size(args) >= 1 ? handle_lag(PyTuple_GetItem(args, 0), now) : -1;
+        int64_t lag = arg(c, 0) ? handle_lag(arg(c, 0), now) : -1;
         write_callback_begin(name, now, task, lag);
         if (task) rt_tls.current_task = task;
         rt_tls.current_lag = lag > 0 ? lag : 0;
     }
-    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    PyObject *res = call_original(self, c);
     rt_tls.current_lag = 0;
     if (task) rt_task_step_end(task, previous_task); /* restores current_task */
     rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
@@ -160,38 +192,49 @@ static PyObject *call_handle_run(MethodHook *self, PyObject *args, PyObject *kwa
 }
 
 /* BaseEventLoop.create_task: report the task it returns. */
-static PyObject *call_create_task(MethodHook *self, PyObject *args, PyObject *kwargs) {
+static PyObject *call_create_task(MethodHook *self, const struct call *c) {
     uint64_t start = rt_now_ns(); /* an eager task's first step starts in here */
-    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
+    PyObject *res = call_original(self, c);
     if (res) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        rt_task_created(res, PyTuple_Size(args) >= 2 ? PyTuple_GetItem(args, 1) : NULL, start);
+        rt_task_created(res, arg(c, 1), start);
         PyErr_Restore(type, value, tb);
     }
     return res;
+}
+
+/* BaseEventLoop._call_soon(self, callback, args, context): every
+ * call_soon and call_soon_threadsafe goes through it; the handle it returns
+ * became ready now. (Wrapping it costs less than wrapping Handle.__init__,
+ * which runs for timers too.) */
+static PyObject *call_call_soon(MethodHook *self, const struct call *c) {
+    PyObject *handle = call_original(self, c);
+    if (handle && counters_on) ready_times_put(handle, rt_now_ns() - (uint64_t)rt_tls.current_lag);
+    return handle;
 }
 
 /* Handle.__init__: remember when the handle became ready. A handle made by
  * a callback that itself ran late inherits that lateness (a timer due at
  * 50 ms that runs at 260 ms and wakes a task: the task's wakeup is 210 ms
  * late, not the few microseconds since the timer callback scheduled it). */
-static PyObject *call_handle_init(MethodHook *self, PyObject *args, PyObject *kwargs) {
-    PyObject *res = PyObject_Call(self->wrapped, args, kwargs);
-    if (res && counters_on && PyTuple_Size(args) >= 1)
-        ready_times_put(PyTuple_GetItem(args, 0), rt_now_ns() - (uint64_t)rt_tls.current_lag);
+static PyObject *call_handle_init(MethodHook *self, const struct call *c) {
+    PyObject *res = call_original(self, c);
+    if (res && counters_on && arg(c, 0)) ready_times_put(arg(c, 0), rt_now_ns() - (uint64_t)rt_tls.current_lag);
     return res;
 }
 
-static PyObject *hook_call(PyObject *op, PyObject *args, PyObject *kwargs) {
+static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     MethodHook *self = (MethodHook *)op;
+    struct call c = {args, nargsf, (Py_ssize_t)(nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET), kwnames};
     switch (self->kind) {
-    case HOOK_RUN_ONCE: return call_run_once(self, args, kwargs);
-    case HOOK_SELECT: return call_select(self, args, kwargs);
-    case HOOK_HANDLE_RUN: return call_handle_run(self, args, kwargs);
-    case HOOK_CREATE_TASK: return call_create_task(self, args, kwargs);
-    case HOOK_HANDLE_INIT: return call_handle_init(self, args, kwargs);
-    default: return PyObject_Call(self->wrapped, args, kwargs);
+    case HOOK_RUN_ONCE: return call_run_once(self, &c);
+    case HOOK_SELECT: return call_select(self, &c);
+    case HOOK_HANDLE_RUN: return call_handle_run(self, &c);
+    case HOOK_CREATE_TASK: return call_create_task(self, &c);
+    case HOOK_HANDLE_INIT: return call_handle_init(self, &c);
+    case HOOK_CALL_SOON: return call_call_soon(self, &c);
+    default: return call_original(self, &c);
     }
 }
 
@@ -222,18 +265,19 @@ static void hook_dealloc(PyObject *op) {
 
 static PyMemberDef hook_members[] = {
     {"__wrapped__", T_OBJECT_EX, offsetof(MethodHook, wrapped), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(MethodHook, vectorcall), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyType_Slot hook_slots[] = {
-    {Py_tp_call, hook_call},       {Py_tp_descr_get, hook_get},   {Py_tp_getattro, hook_getattr},
+    {Py_tp_call, PyVectorcall_Call},       {Py_tp_descr_get, hook_get},   {Py_tp_getattro, hook_getattr},
     {Py_tp_dealloc, hook_dealloc}, {Py_tp_members, hook_members}, {0, NULL},
 };
 
 static PyType_Spec hook_spec = {
     .name = "_astrace.MethodHook",
     .basicsize = sizeof(MethodHook),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = hook_slots,
 };
 
@@ -258,6 +302,7 @@ PyObject *hook_new(PyObject *wrapped, int kind) {
     Py_INCREF(wrapped);
     h->wrapped = wrapped;
     h->kind = kind;
+    h->vectorcall = hook_vectorcall;
     return (PyObject *)h;
 }
 

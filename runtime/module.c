@@ -5,7 +5,7 @@
  *         ring_size, ring_count, strings_capacity)  create the segment
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
- *   init_loop(TimerHandle, counters)    loop lag and ready-queue measurements
+ *   init_loop(asyncio.events, counters) loop lag and ready-queue measurements
  *   gc_callback(phase, info)            for gc.callbacks: GC slices
  *   thread_started(name)     give the calling thread a ring and a name
  *   stop()                   stop recording (atexit)
@@ -74,7 +74,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_HANDLE_INIT) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_CALL_SOON) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -113,21 +113,32 @@ static PyObject *mod_init_tasks(PyObject *m, PyObject *args) {
 
 static PyObject *mod_init_loop(PyObject *m, PyObject *args) {
     (void)m;
-    PyObject *timer_type;
+    PyObject *events;
     int counters;
-    if (!PyArg_ParseTuple(args, "Op", &timer_type, &counters)) return NULL;
-    if (hooks_init_loop(timer_type, counters) != 0) return NULL;
+    if (!PyArg_ParseTuple(args, "Op", &events, &counters)) return NULL;
+    PyObject *timer_type = PyObject_GetAttrString(events, "TimerHandle");
+    if (!timer_type) return NULL;
+    int rc = hooks_init_loop(timer_type, counters) != 0;
+    Py_DECREF(timer_type);
+    if (rc) return NULL;
     Py_RETURN_NONE;
 }
 
 /* gc.callbacks entry: a GC slice on the thread that collects. */
 static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
     (void)m;
-    PyObject *phase, *info;
-    if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
+    static PyObject *s_start, *s_generation, *s_collected;
+    if (!s_start) {
+        s_start = PyUnicode_InternFromString("start");
+        s_generation = PyUnicode_InternFromString("generation");
+        s_collected = PyUnicode_InternFromString("collected");
+        if (!s_start || !s_generation || !s_collected) return NULL;
+    }
+    if (PyTuple_Size(args) != 2) Py_RETURN_NONE;
+    PyObject *phase = PyTuple_GetItem(args, 0), *info = PyTuple_GetItem(args, 1);
     if (!rt_ready()) Py_RETURN_NONE;
-    int start = PyUnicode_CompareWithASCIIString(phase, "start") == 0;
-    PyObject *v = PyDict_Check(info) ? PyDict_GetItemString(info, start ? "generation" : "collected") : NULL;
+    int start = phase == s_start || PyUnicode_Compare(phase, s_start) == 0;
+    PyObject *v = PyDict_Check(info) ? PyDict_GetItem(info, start ? s_generation : s_collected) : NULL;
     long long n = v ? PyLong_AsLongLong(v) : -1;
     if (PyErr_Occurred()) {
         PyErr_Clear();
@@ -157,7 +168,7 @@ static PyMethodDef methods[] = {
      "init_tasks(task_types, stdlib_prefixes, hexversion, CodeType): what a task is, what\n"
      "user code is not, and where coroutine frames keep their line."},
     {"init_loop", mod_init_loop, METH_VARARGS,
-     "init_loop(TimerHandle, counters): timers' due time attribute; loop lag and ready queue on/off."},
+     "init_loop(asyncio.events, counters): Handle/TimerHandle classes; loop lag and ready queue on/off."},
     {"gc_callback", mod_gc_callback, METH_VARARGS, "For gc.callbacks: records garbage collections."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
@@ -185,6 +196,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
         PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
         PyModule_AddIntConstant(m, "HOOK_HANDLE_INIT", HOOK_HANDLE_INIT) ||
+        PyModule_AddIntConstant(m, "HOOK_CALL_SOON", HOOK_CALL_SOON) ||
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);
         return NULL;

@@ -102,6 +102,17 @@ class LoopHealthTests(AstraceTestCase):
                  and s["name"] != "select" and busiest["ts"] <= s["ts"] <= busiest["ts"] + busiest["dur"]])
         self.assertEqual(max(v for _, v in per_iter), n)
 
+    def test_debug_mode_behaves_as_untraced(self):
+        import subprocess
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                plain = subprocess.run([py, self.app("debug_mode.py")], capture_output=True, text=True)
+                rec = self.run_mode(py, "ready")  # warm: any traced run works the same way
+                rec = self.record([py, self.app("debug_mode.py")])
+                self.assertEqual(rec.returncode, plain.returncode)
+                self.assertEqual(rec.stdout, plain.stdout)
+                self.assertIn("main:", rec.stdout)
+
     def test_no_counters(self):
         rec = self.run_mode(PYTHONS[0], "lag", ["--no-counters"])
         t = rec.trace
