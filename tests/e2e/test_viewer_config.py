@@ -101,6 +101,8 @@ def tp_tables(trace):
                             depth int, parent_id int, arg_set_id int);
         create table args (id integer primary key, arg_set_id int, flat_key text, key text, int_value int,
                            string_value text, real_value real, value_type text, display_value text);
+        create table counter_track (id integer primary key, name text);
+        create table counter (id integer primary key, ts int, track_id int, value real);
     """)
     upid, utid, track_ids = {}, {}, {}
     for t in trace.data["tracks"]:
@@ -119,6 +121,11 @@ def tp_tables(trace):
             db.execute("insert into thread_track values (?, null, ?)", (tid, utid[t["tid"]]))
         elif t["kind"] == "process":
             db.execute("insert into process_track values (?, null, ?)", (tid, upid[t["pid"]]))
+        elif t["kind"] == "counter":
+            db.execute("insert into counter_track values (?, ?)", (tid, t["name"]))
+    for c in trace.data["counters"]:
+        db.execute("insert into counter (ts, track_id, value) values (?, ?, ?)",
+                   (c["ts"], track_ids[c["track"]], c["value"]))
 
     events = [dict(s, kind="slice") for s in trace.slices] + \
              [dict(i, kind="instant", dur=0, depth=0) for i in trace.instants]
@@ -215,7 +222,9 @@ class ViewerConfigTests(AstraceTestCase):
 
     def test_filtered_names_exist_in_a_recorded_trace(self):
         trace = self.recorded()
-        names = {s["name"] for s in trace.slices} | {i["name"] for i in trace.instants}
+        # Slice and instant names, and track names (queries pick counter tracks by name).
+        names = {s["name"] for s in trace.slices} | {i["name"] for i in trace.instants} | \
+            {t["name"] for t in trace.tracks.values()}
         seen = set()
         for where, sql in all_queries():
             for kind, lit in filtered_names(sql):
@@ -308,6 +317,20 @@ class ViewerConfigTests(AstraceTestCase):
         self.assertEqual(tasks["main"]["tasks"], 1)
         self.assertEqual(tasks["fetch"]["tasks"], 3)
         self.assertEqual(tasks["fetch"]["exceptions"], 0)
+
+        cols, rows = results["loop_lag_percentiles.sql"]
+        self.assertEqual(len(rows), 1)  # one loop
+        r = dict(zip(cols, rows[0]))
+        self.assertEqual(r["iterations"], len(iterations))
+        self.assertTrue(0 <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"], r)
+        # The example blocks only after its fetches are done: lags stay small.
+        self.assertLess(r["p50_ms"], 50)
+
+        cols, rows = results["tasks_alive.sql"]
+        self.assertEqual(len(rows), 1)
+        r = dict(zip(cols, rows[0]))
+        self.assertEqual(r["peak"], 4)  # main and its three fetches
+        self.assertLessEqual(r["last"], 2)
 
         cols, rows = results["astrace_metadata.sql"]
         meta = {(r[cols.index("event")], r[cols.index("arg")]): r[cols.index("value")] for r in rows}
