@@ -51,7 +51,8 @@ static void record_usage(FILE *out) {
           "      --no-counters      no loop lag, ready queue, live tasks, RSS or GC counters/slices\n"
           "      --slow-callback-ms N  mark callbacks and loop iterations busy this long (default\n"
           "                         100, like asyncio's debug mode; 0 = off)\n"
-          "  -q, --quiet            no summary line on stderr\n"
+          "  -q, --quiet            no progress or summary lines on stderr (progress: every 10 s\n"
+          "                         when stderr is a terminal)\n"
           "      --stats-json PATH  write the run's numbers (events, bytes, drops, recorder CPU\n"
           "                         time) as JSON to PATH, for benchmarks and scripts\n"
           "  -h, --help             this text\n"
@@ -351,7 +352,11 @@ int cmd_record(int argc, char **argv) {
 
     uint64_t wall_start = now_monotonic_ns();
     int main_status = 0, main_done = 0, interrupts = 0;
-    uint64_t last_flush = now_monotonic_ns(), last_scan = 0, last_rss = 0;
+    uint64_t last_flush = now_monotonic_ns(), last_scan = 0, last_rss = 0, last_progress = last_flush;
+    /* Progress on long runs: a line every 10 s, only when stderr is a terminal. */
+    int progress = !quiet && isatty(STDERR_FILENO);
+    uint64_t progress_every = 10000ull * 1000 * 1000;
+    if (getenv("ASTRACE_PROGRESS_MS")) progress_every = strtoull(getenv("ASTRACE_PROGRESS_MS"), NULL, 10) * 1000000ull;
     while (!main_done) {
         struct timespec tmo = {0, 5 * 1000 * 1000};
         siginfo_t si;
@@ -379,6 +384,13 @@ int cmd_record(int argc, char **argv) {
         if (counters && now - last_rss >= 50ull * 1000 * 1000) { /* RSS at 20 Hz, read from outside */
             session_sample_rss(&sess);
             last_rss = now;
+        }
+        if (progress && progress_every && now - last_progress >= progress_every) {
+            fprintf(stderr, "astrace: recording %.0f s: %llu events from %u process%s, %.1f MiB written, %llu dropped\n",
+                    (now - wall_start) / 1e9, (unsigned long long)sess.records, sess.processes,
+                    sess.processes == 1 ? "" : "es", tf.bytes_out / 1048576.0,
+                    (unsigned long long)session_dropped(&sess));
+            last_progress = now;
         }
         if (now - last_flush > 1000ull * 1000 * 1000) {
             trace_file_flush(&tf);

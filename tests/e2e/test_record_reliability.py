@@ -87,9 +87,10 @@ class CrashTests(AstraceTestCase):
         self.assertWellFormed(t)
         self.assertEqual(len(t.slices_named("done_iterating")), 1)
 
-    def run_in_terminal(self, argv):
+    def run_in_terminal(self, argv, settle=0.0):
         """Runs argv on a pseudo-terminal, types Ctrl-C once it prints
-        'ready', and returns (wait status, everything it printed)."""
+        'ready' (and `settle` seconds more), and returns (wait status,
+        everything it printed)."""
         pid, fd = pty.fork()
         if pid == 0:
             os.execv(argv[0], argv)
@@ -100,6 +101,11 @@ class CrashTests(AstraceTestCase):
             if r:
                 text += os.read(fd, 4096)
         self.assertIn(b"ready", text)
+        end = time.time() + settle
+        while time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                text += os.read(fd, 4096)
         os.write(fd, b"\x03")  # the terminal's interrupt character
         while time.time() < deadline:
             try:
@@ -129,6 +135,21 @@ class CrashTests(AstraceTestCase):
         t = dump_json(out)
         self.assertWellFormed(t)
         self.assertEqual(t.instant("astrace: process end")["args"]["ended"], "killed by signal 2 (Interrupt)")
+
+
+class ProgressTests(AstraceTestCase):
+    def test_progress_lines_on_a_terminal_only(self):
+        app = [PYTHONS[0], self.app("crash.py"), "wait"]
+        out = os.path.join(self.tmp, "progress.pftrace")
+        os.environ["ASTRACE_PROGRESS_MS"] = "200"  # every 200 ms instead of 10 s, for the test
+        try:
+            _, text = CrashTests.run_in_terminal(self, [ASTRACE, "record", "-o", out, "--", *app], settle=1.0)
+        finally:
+            del os.environ["ASTRACE_PROGRESS_MS"]
+        self.assertRegex(text, r"astrace: recording \d+ s: \d+ events from 1 process, [\d.]+ MiB written, 0 dropped")
+        # Not on a pipe (the other tests' stderr): no progress lines there.
+        rec = self.record([PYTHONS[0], self.app("sleep_poll.py")], env={"ASTRACE_PROGRESS_MS": "1"})
+        self.assertNotIn("astrace: recording", rec.stderr)
 
 
 class DropTests(AstraceTestCase):
