@@ -30,8 +30,7 @@
 #ifndef Py_TPFLAGS_HAVE_VECTORCALL
 #define Py_TPFLAGS_HAVE_VECTORCALL (1UL << 11)
 typedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
-PyAPI_FUNC(PyObject *) PyObject_Vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                           PyObject *kwnames);
+PyAPI_FUNC(PyObject *) PyObject_Vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
 PyAPI_FUNC(PyObject *) PyVectorcall_Call(PyObject *callable, PyObject *tuple, PyObject *dict);
 #define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
 #endif
@@ -103,8 +102,7 @@ static int64_t timeout_ns(const struct call *c) {
     PyObject *t = arg(c, 1);
     Py_ssize_t nkw = c->kwnames ? PyTuple_Size(c->kwnames) : 0;
     for (Py_ssize_t i = 0; !t && i < nkw; i++)
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GetItem(c->kwnames, i), "timeout") == 0)
-            t = c->args[c->nargs + i];
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GetItem(c->kwnames, i), "timeout") == 0) t = c->args[c->nargs + i];
     if (!t || t == Py_None) return -1;
     double secs = PyFloat_AsDouble(t);
     if (secs == -1.0 && PyErr_Occurred()) {
@@ -131,7 +129,8 @@ static PyObject *str_callback;
 
 /* How late the loop runs this handle: since Handle.__init__ (call_soon and
  * friends), or, for a timer, since it fell due. -1 when unknown. */
-static int64_t handle_lag(PyObject *handle, uint64_t now) {
+static int64_t handle_lag(PyObject *handle, uint64_t now, int *is_timer) {
+    *is_timer = 0;
     if (!counters_on) return -1;
     uint64_t made = ready_times_take(handle);
     if (timer_handle_type && PyObject_TypeCheck(handle, timer_handle_type)) {
@@ -143,6 +142,7 @@ static int64_t handle_lag(PyObject *handle, uint64_t now) {
             return -1;
         }
         int64_t lag = (int64_t)monotonic_ns() - (int64_t)(due * 1e9);
+        *is_timer = 1;
         return lag > 0 ? lag : 0; /* asyncio runs timers up to a clock tick early */
     }
     return made && now >= made ? (int64_t)(now - made) : -1;
@@ -179,10 +179,13 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
             PyErr_Clear();
         }
         uint64_t now = rt_now_ns();
-        int64_t lag = arg(c, 0) ? handle_lag(arg(c, 0), now) : -1;
+        int is_timer = 0;
+        int64_t lag = arg(c, 0) ? handle_lag(arg(c, 0), now, &is_timer) : -1;
         write_callback_begin(name, now, task, lag);
         if (task) rt_tls.current_task = task;
-        rt_tls.current_lag = lag > 0 ? lag : 0;
+        /* Handles a late timer schedules (the wakeup of a task whose sleep
+         * ended) were ready when the timer fell due: they inherit its lag. */
+        rt_tls.current_lag = is_timer && lag > 0 ? lag : 0;
     }
     PyObject *res = call_original(self, c);
     rt_tls.current_lag = 0;
@@ -215,9 +218,10 @@ static PyObject *call_call_soon(MethodHook *self, const struct call *c) {
 }
 
 /* Handle.__init__: remember when the handle became ready. A handle made by
- * a callback that itself ran late inherits that lateness (a timer due at
+ * a timer callback that ran late inherits that lateness (a timer due at
  * 50 ms that runs at 260 ms and wakes a task: the task's wakeup is 210 ms
- * late, not the few microseconds since the timer callback scheduled it). */
+ * late, not the few microseconds since the timer callback scheduled it).
+ * Lateness is not inherited along call_soon chains, where it would add up. */
 static PyObject *call_handle_init(MethodHook *self, const struct call *c) {
     PyObject *res = call_original(self, c);
     if (res && counters_on && arg(c, 0)) ready_times_put(arg(c, 0), rt_now_ns() - (uint64_t)rt_tls.current_lag);
@@ -270,8 +274,8 @@ static PyMemberDef hook_members[] = {
 };
 
 static PyType_Slot hook_slots[] = {
-    {Py_tp_call, PyVectorcall_Call},       {Py_tp_descr_get, hook_get},   {Py_tp_getattro, hook_getattr},
-    {Py_tp_dealloc, hook_dealloc}, {Py_tp_members, hook_members}, {0, NULL},
+    {Py_tp_call, PyVectorcall_Call}, {Py_tp_descr_get, hook_get},   {Py_tp_getattro, hook_getattr},
+    {Py_tp_dealloc, hook_dealloc},   {Py_tp_members, hook_members}, {0, NULL},
 };
 
 static PyType_Spec hook_spec = {

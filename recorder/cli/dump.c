@@ -138,12 +138,39 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
     fputs("]}\n", o);
 }
 
-/* Text form: per thread track, slice names with count, total and max. */
+/* Text form: per track, slice names with count, total and max, in one pass
+ * over the slices (a hash table keyed by track, depth and name), showing a
+ * track's MAX_NAMES busiest names (task lanes have one name per task). */
+#define MAX_NAMES 15
+
 struct name_stat {
-    const char *name;
+    size_t track;
     uint32_t depth;
+    const char *name;
+    uint64_t hash;
     uint64_t count, total, max, unfinished;
 };
+
+static uint64_t stat_hash(size_t track, uint32_t depth, const char *name) {
+    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)track << 20) ^ depth;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static int by_track_then_total(const void *a, const void *b) {
+    const struct name_stat *x = *(struct name_stat *const *)a, *y = *(struct name_stat *const *)b;
+    if (x->track != y->track) return x->track < y->track ? -1 : 1;
+    if (x->total != y->total) return x->total > y->total ? -1 : 1;
+    return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
+static void print_track_header(FILE *o, const struct trace_track *t, size_t nnames) {
+    if (t->kind == TRACK_THREAD)
+        fprintf(o, "  thread %" PRId64 " %s (pid %d): ", t->tid, t->name ? t->name : "", t->pid);
+    else
+        fprintf(o, "  track %s: ", t->name ? t->name : "");
+    fprintf(o, "%zu slice name%s\n", nnames, nnames == 1 ? "" : "s");
+}
 
 static void dump_text(FILE *o, const char *path, const struct trace_model *m) {
     fprintf(o, "%s: %" PRIu64 " bytes, %" PRIu64 " packets", path, m->bytes, m->packets);
@@ -165,70 +192,82 @@ static void dump_text(FILE *o, const char *path, const struct trace_model *m) {
         }
         fputc('\n', o);
     }
+    /* Aggregate every slice once. */
+    size_t cap = 1024;
+    while (cap < m->nslices * 2) cap *= 2;
+    struct name_stat *table = xcalloc(cap, sizeof *table);
+    size_t used = 0;
+    for (size_t i = 0; i < m->nslices; i++) {
+        const struct trace_slice *s = &m->slices[i];
+        uint64_t h = stat_hash(s->track, s->depth, s->name);
+        size_t j = h & (cap - 1);
+        while (table[j].hash && !(table[j].hash == h && table[j].track == s->track && table[j].depth == s->depth &&
+                                  !strcmp(table[j].name, s->name)))
+            j = (j + 1) & (cap - 1);
+        struct name_stat *st = &table[j];
+        if (!st->hash) {
+            st->hash = h;
+            st->track = s->track;
+            st->depth = s->depth;
+            st->name = s->name;
+            used++;
+        }
+        st->count++;
+        if (s->dur < 0) {
+            st->unfinished++;
+            continue;
+        }
+        st->total += (uint64_t)s->dur;
+        if ((uint64_t)s->dur > st->max) st->max = (uint64_t)s->dur;
+    }
+    struct name_stat **sorted = xcalloc(used ? used : 1, sizeof *sorted);
+    size_t n = 0;
+    for (size_t j = 0; j < cap; j++)
+        if (table[j].hash) sorted[n++] = &table[j];
+    qsort(sorted, n, sizeof *sorted, by_track_then_total);
+    /* Counters per track. */
+    uint64_t *ccount = xcalloc(m->ntracks ? m->ntracks : 1, sizeof *ccount);
+    double *cmin = xcalloc(m->ntracks ? m->ntracks : 1, sizeof *cmin);
+    double *cmax = xcalloc(m->ntracks ? m->ntracks : 1, sizeof *cmax);
+    for (size_t i = 0; i < m->ncounters; i++) {
+        size_t t = m->counters[i].track;
+        double v = m->counters[i].value;
+        if (!ccount[t]++ || v < cmin[t]) cmin[t] = v;
+        if (ccount[t] == 1 || v > cmax[t]) cmax[t] = v;
+    }
+    size_t k = 0;
     for (size_t ti = 0; ti < m->ntracks; ti++) {
         const struct trace_track *t = &m->tracks[ti];
+        size_t first = k;
+        while (k < n && sorted[k]->track == ti) k++;
+        size_t nnames = k - first;
         if (t->kind == TRACK_PROCESS) {
             fprintf(o, "process %d %s:", t->pid, t->name ? t->name : "");
             for (size_t j = 0; j < t->ncmdline; j++) fprintf(o, " %s", t->cmdline[j]);
             fputc('\n', o);
             continue;
         }
-        struct name_stat *st = NULL;
-        size_t nst = 0, cap = 0;
-        for (size_t i = 0; i < m->nslices; i++) {
-            const struct trace_slice *s = &m->slices[i];
-            if (s->track != ti) continue;
-            size_t k;
-            for (k = 0; k < nst; k++)
-                if (st[k].depth == s->depth && !strcmp(st[k].name, s->name)) break;
-            if (k == nst) {
-                if (nst == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    st = xrealloc(st, cap * sizeof *st);
-                }
-                memset(&st[nst], 0, sizeof *st);
-                st[nst].name = s->name;
-                st[nst].depth = s->depth;
-                nst++;
-            }
-            st[k].count++;
-            if (s->dur < 0) {
-                st[k].unfinished++;
-                continue;
-            }
-            st[k].total += (uint64_t)s->dur;
-            if ((uint64_t)s->dur > st[k].max) st[k].max = (uint64_t)s->dur;
-        }
         if (t->kind == TRACK_COUNTER) {
-            uint64_t n = 0;
-            double lo = 0, hi = 0;
-            for (size_t i = 0; i < m->ncounters; i++) {
-                if (m->counters[i].track != ti) continue;
-                double v = m->counters[i].value;
-                if (!n++ || v < lo) lo = v;
-                if (n == 1 || v > hi) hi = v;
-            }
-            fprintf(o, "  counter %s: %" PRIu64 " values, min %g, max %g\n", t->name ? t->name : "", n, lo, hi);
-            free(st);
+            fprintf(o, "  counter %s: %" PRIu64 " values, min %g, max %g\n", t->name ? t->name : "", ccount[ti],
+                    cmin[ti], cmax[ti]);
             continue;
         }
-        if (nst == 0 && t->kind != TRACK_THREAD) {
-            free(st);
-            continue;
-        }
-        if (t->kind == TRACK_THREAD)
-            fprintf(o, "  thread %" PRId64 " %s (pid %d): ", t->tid, t->name ? t->name : "", t->pid);
-        else
-            fprintf(o, "  track %s: ", t->name ? t->name : "");
-        fprintf(o, "%zu slice name%s\n", nst, nst == 1 ? "" : "s");
-        for (size_t k = 0; k < nst; k++) {
-            fprintf(o, "    %*s%-40s %8" PRIu64 " x  total %10.3f ms  max %9.3f ms", (int)st[k].depth * 2, "",
-                    st[k].name, st[k].count, st[k].total / 1e6, st[k].max / 1e6);
-            if (st[k].unfinished) fprintf(o, "  (%" PRIu64 " unfinished)", st[k].unfinished);
+        if (nnames == 0 && t->kind != TRACK_THREAD) continue;
+        print_track_header(o, t, nnames);
+        for (size_t j = first; j < k && j < first + MAX_NAMES; j++) {
+            const struct name_stat *st = sorted[j];
+            fprintf(o, "    %*s%-40s %8" PRIu64 " x  total %10.3f ms  max %9.3f ms", (int)st->depth * 2, "", st->name,
+                    st->count, st->total / 1e6, st->max / 1e6);
+            if (st->unfinished) fprintf(o, "  (%" PRIu64 " unfinished)", st->unfinished);
             fputc('\n', o);
         }
-        free(st);
+        if (nnames > MAX_NAMES) fprintf(o, "    ... and %zu more names\n", nnames - MAX_NAMES);
     }
+    free(sorted);
+    free(table);
+    free(ccount);
+    free(cmin);
+    free(cmax);
     if (m->nsamples) fprintf(o, "stack samples: %zu\n", m->nsamples);
     if (m->unmatched_ends || m->unknown_iids)
         fprintf(o, "problems: %" PRIu64 " END events with no open slice, %" PRIu64 " unknown interned ids\n",

@@ -386,10 +386,10 @@ int cmd_record(int argc, char **argv) {
             last_rss = now;
         }
         if (progress && progress_every && now - last_progress >= progress_every) {
-            fprintf(stderr, "astrace: recording %.0f s: %llu events from %u process%s, %.1f MiB written, %llu dropped\n",
-                    (now - wall_start) / 1e9, (unsigned long long)sess.records, sess.processes,
-                    sess.processes == 1 ? "" : "es", tf.bytes_out / 1048576.0,
-                    (unsigned long long)session_dropped(&sess));
+            fprintf(
+                stderr, "astrace: recording %.0f s: %llu events from %u process%s, %.1f MiB written, %llu dropped\n",
+                (now - wall_start) / 1e9, (unsigned long long)sess.records, sess.processes,
+                sess.processes == 1 ? "" : "es", tf.bytes_out / 1048576.0, (unsigned long long)session_dropped(&sess));
             last_progress = now;
         }
         if (now - last_flush > 1000ull * 1000 * 1000) {

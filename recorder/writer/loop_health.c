@@ -10,8 +10,8 @@
  *   callbacks       callbacks run in the iteration
  *   live tasks      tasks created on this thread and not finished (exact)
  *   tasks created/s over the last 100 ms or more
- * A callback's lag counts from when its chain became ready: a handle
- * scheduled by a late callback inherits that callback's lag (runtime).
+ * A handle scheduled by a late timer callback inherits the timer's lag
+ * (runtime): a task woken by a sleep that ended late is that late.
  * Per process: RSS, read by the recorder from /proc, so it costs the target
  * nothing. Iterations whose busy time (duration minus select) reaches the
  * slow threshold get `slow=true`; so do such callbacks, each also marked by
