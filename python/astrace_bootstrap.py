@@ -38,6 +38,11 @@ def _hooks():
 
 
 _HOOKS = _hooks() if _astrace else {}
+# Imported modules astrace cannot see into yet: a note says so.
+_UNSUPPORTED = {
+    "uvloop": "uvloop's event loop runs in C and is not hooked yet: its loop iterations, "
+              "callbacks and task steps are missing from the trace",
+}
 
 
 def _note(session, text):
@@ -96,6 +101,13 @@ class _HookFinder:
     """Meta-path finder that installs hooks right after a watched module loads."""
 
     def find_spec(self, name, path, target=None):
+        if name in _UNSUPPORTED:
+            _noted = getattr(self, "noted", set())
+            if name not in _noted:
+                _noted.add(name)
+                self.noted = _noted
+                _note(os.environ["ASTRACE_SESSION"], f"pid {os.getpid()}: {_UNSUPPORTED[name]}")
+            return None
         if name not in _HOOKS:
             return None
         for finder in sys.meta_path:

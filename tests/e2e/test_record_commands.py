@@ -86,6 +86,17 @@ class CommandFormTests(AstraceTestCase):
         self.assertEqual(rec.returncode, 127)
         self.assertIn("cannot run '/nonexistent/program'", rec.stderr)
 
+    def test_uvloop_is_named_as_not_traced(self):
+        import subprocess
+        if subprocess.run(["/usr/bin/python3", "-c", "import uvloop"], capture_output=True).returncode != 0:
+            self.skipTest("uvloop is not installed for /usr/bin/python3")
+        rec = self.record(["/usr/bin/python3", self.app("uses_uvloop.py")])
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        self.assertIn("uvloop ran", rec.stdout)
+        self.assertIn("uvloop's event loop runs in C and is not hooked yet", rec.stderr)
+        self.assertIn("uvloop", rec.trace.summary()["notes"])
+        self.assertWellFormed(rec.trace)
+
     def test_unsupported_python_version_says_so(self):
         old = [p for p in ("/root/.pyenv/versions/3.10.13/bin/python3", "/usr/bin/python3.10",
                            "/root/.pyenv/versions/3.9.18/bin/python3") if os.path.exists(p)]
