@@ -5,5 +5,6 @@
 int cmd_record(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_open(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

@@ -132,8 +132,30 @@ static void dump_json(FILE *o, const char *path, const struct trace_model *m) {
     fputs("],\"samples\":[", o);
     for (size_t i = 0; i < m->nsamples; i++) {
         const struct trace_sample *s = &m->samples[i];
-        fprintf(o, "%s{\"ts\":%" PRIu64 ",\"pid\":%u,\"tid\":%u,\"callstack_iid\":%" PRIu64 "}", i ? "," : "", s->ts,
+        fprintf(o, "%s{\"ts\":%" PRIu64 ",\"pid\":%u,\"tid\":%u,\"callstack_iid\":%" PRIu64, i ? "," : "", s->ts,
                 s->pid, s->tid, s->callstack_iid);
+        if (!s->resolved) fputs(",\"unresolved\":true", o);
+        /* frames: function names, outermost first; mappings alongside when any frame has one */
+        fputs(",\"frames\":[", o);
+        int any_mapping = 0;
+        for (size_t j = 0; j < s->nframes; j++) {
+            if (j) fputc(',', o);
+            json_str(o, s->frames[j].function);
+            any_mapping |= s->frames[j].mapping != NULL;
+        }
+        fputc(']', o);
+        if (any_mapping) {
+            fputs(",\"mappings\":[", o);
+            for (size_t j = 0; j < s->nframes; j++) {
+                if (j) fputc(',', o);
+                if (s->frames[j].mapping)
+                    json_str(o, s->frames[j].mapping);
+                else
+                    fputs("null", o);
+            }
+            fputc(']', o);
+        }
+        fputc('}', o);
     }
     fputs("]}\n", o);
 }

@@ -14,6 +14,7 @@ static void usage(FILE *out) {
           "  record [options] -- CMD [ARGS...]   run CMD and record every Python process it starts\n"
           "  dump [--json] TRACE                 print what a trace holds (tracks, slices, metadata)\n"
           "  open [--no-browser] TRACE           serve TRACE once and open it in ui.perfetto.dev\n"
+          "  diff [options] BEFORE AFTER         what changed between two recordings (loop, tasks, awaits)\n"
           "\n"
           "Run 'astrace <command> --help' for a command's options.\n"
           "Open a trace at https://ui.perfetto.dev (Open trace file).\n",
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "record")) return cmd_record(argc - 1, argv + 1);
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 1, argv + 1);
     if (!strcmp(cmd, "open")) return cmd_open(argc - 1, argv + 1);
+    if (!strcmp(cmd, "diff")) return cmd_diff(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
