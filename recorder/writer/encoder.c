@@ -391,6 +391,64 @@ static void process_name(char *const *argv, size_t argc, char *out, size_t cap) 
     }
 }
 
+/* The names interned on every process sequence after each CLEARED. */
+struct fixed_interned {
+    Astrace__Pb__EventName names[IID_TASKS_FIXED_END];
+    Astrace__Pb__EventName *name_ptrs[IID_TASKS_FIXED_END];
+    Astrace__Pb__DebugAnnotationName anns[ANN_COUNT];
+    Astrace__Pb__DebugAnnotationName *ann_ptrs[ANN_COUNT];
+};
+
+static void fixed_interned_fill(struct fixed_interned *f, Astrace__Pb__InternedData *idata) {
+    size_t nn = 0, na = 0;
+    for (size_t i = 1; i < IID_TASKS_FIXED_END; i++) {
+        astrace__pb__event_name__init(&f->names[nn]);
+        f->names[nn].has_iid = 1;
+        f->names[nn].iid = i;
+        f->names[nn].name = (char *)enc_fixed_names[i];
+        f->name_ptrs[nn] = &f->names[nn];
+        nn++;
+    }
+    for (size_t i = 1; i < ANN_COUNT; i++) {
+        astrace__pb__debug_annotation_name__init(&f->anns[na]);
+        f->anns[na].has_iid = 1;
+        f->anns[na].iid = i;
+        f->anns[na].name = (char *)enc_ann_names[i];
+        f->ann_ptrs[na] = &f->anns[na];
+        na++;
+    }
+    astrace__pb__interned_data__init(idata);
+    idata->n_event_names = nn;
+    idata->event_names = f->name_ptrs;
+    idata->n_debug_annotation_names = na;
+    idata->debug_annotation_names = f->ann_ptrs;
+}
+
+/* Every task interns its own names, so a long recording would grow the
+ * interning tables (here and in every reader) without bound. Past
+ * INTERN_RESET_AT texts the sequence's incremental state is cleared and the
+ * fixed names re-sent; texts are interned again on their next use. Called
+ * only between records, so no packet under construction holds an old iid. */
+#define INTERN_RESET_AT (1u << 16)
+
+static void maybe_reset_interning(struct enc_process *p, uint64_t ts) {
+    if (intern_map_size(p->ext->interned) < INTERN_RESET_AT) return;
+    struct fixed_interned fixed;
+    Astrace__Pb__InternedData idata;
+    fixed_interned_fill(&fixed, &idata);
+    Astrace__Pb__TracePacket pk;
+    packet_init(&pk, p->seq_id, ts);
+    pk.has_sequence_flags = 1;
+    pk.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_INCREMENTAL_STATE_CLEARED |
+                        ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
+    pk.interned_data = &idata;
+    trace_file_write(p->enc->tf, &pk);
+    intern_map_free(p->ext->interned);
+    p->ext->interned = NULL;
+    clear_batch(p);
+    p->ext->intern_generation++;
+}
+
 struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_seg_header *seg) {
     struct enc_process *p = xcalloc(1, sizeof *p);
     p->enc = e;
@@ -405,34 +463,9 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
     uint64_t ts = seg->start_boottime_ns;
 
     /* First packet: clears incremental state and interns the fixed names. */
-    Astrace__Pb__EventName names[IID_TASKS_FIXED_END];
-    Astrace__Pb__EventName *name_ptrs[IID_TASKS_FIXED_END];
-    size_t nn = 0;
-    for (size_t i = 1; i < IID_TASKS_FIXED_END; i++) {
-        astrace__pb__event_name__init(&names[nn]);
-        names[nn].has_iid = 1;
-        names[nn].iid = i;
-        names[nn].name = (char *)enc_fixed_names[i];
-        name_ptrs[nn] = &names[nn];
-        nn++;
-    }
-    Astrace__Pb__DebugAnnotationName anns[ANN_COUNT];
-    Astrace__Pb__DebugAnnotationName *ann_ptrs[ANN_COUNT];
-    size_t na = 0;
-    for (size_t i = 1; i < ANN_COUNT; i++) {
-        astrace__pb__debug_annotation_name__init(&anns[na]);
-        anns[na].has_iid = 1;
-        anns[na].iid = i;
-        anns[na].name = (char *)enc_ann_names[i];
-        ann_ptrs[na] = &anns[na];
-        na++;
-    }
+    struct fixed_interned fixed;
     Astrace__Pb__InternedData idata;
-    astrace__pb__interned_data__init(&idata);
-    idata.n_event_names = nn;
-    idata.event_names = name_ptrs;
-    idata.n_debug_annotation_names = na;
-    idata.debug_annotation_names = ann_ptrs;
+    fixed_interned_fill(&fixed, &idata);
 
     /* Process track, with the command line split back into argv. */
     char *argv_store[64];
@@ -575,7 +608,9 @@ static void begin_slice_with(struct enc_process *p, struct enc_thread *t, uint64
                                     .ncounters = ncounters});
     t->stack[t->depth] = kind;
     t->stack_ts[t->depth] = ts;
+    /* The name's iid only while interning is not reset (then: fixed names only). */
     t->stack_name[t->depth] = name_iid;
+    t->stack_name_gen[t->depth] = p->ext->intern_generation;
     t->depth++;
 }
 
@@ -623,6 +658,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         snprintf(t->name, sizeof t->name, "%s", thread_name ? thread_name : "");
     }
     p->records++;
+    maybe_reset_interning(p, ts);
     if (ts > t->last_ts) t->last_ts = ts;
     if (rec->type == ASTRACE_REC_THREAD_NAME) {
         const char *s;
@@ -693,7 +729,8 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         int at = find_open(t, SK_CALLBACK);
         size_t na = 0;
         if (a0) ann_bool(&a[na], ANN_RAISED, 1), na++;
-        if (at >= 0 && health_slow_callback(p, t, t->stack_ts[at], ts - t->stack_ts[at], t->stack_name[at]))
+        uint64_t name = at >= 0 && t->stack_name_gen[at] == p->ext->intern_generation ? t->stack_name[at] : 0;
+        if (at >= 0 && health_slow_callback(p, t, t->stack_ts[at], ts - t->stack_ts[at], name))
             ann_bool(&a[na], ANN_SLOW, 1), na++;
         end_slice(p, t, ts, SK_CALLBACK, na ? ap : NULL, na);
         break;

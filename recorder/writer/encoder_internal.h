@@ -70,8 +70,9 @@ struct enc_thread {
     char name[ASTRACE_THREAD_NAME_MAX];
     int described;
     int stack[STACK_MAX];
-    uint64_t stack_ts[STACK_MAX];   /* when each open slice began */
-    uint64_t stack_name[STACK_MAX]; /* its name iid */
+    uint64_t stack_ts[STACK_MAX];       /* when each open slice began */
+    uint64_t stack_name[STACK_MAX];     /* its name iid */
+    uint32_t stack_name_gen[STACK_MAX]; /* interning generation of that iid */
     int depth;
     uint64_t last_ts;
     uint64_t tasks_group; /* uuid of this thread's "Tasks" group track, 0 until needed */
@@ -99,6 +100,7 @@ struct enc_process_ext {
     struct intern_map *interned;
     struct intern_batch batch;
     struct task_table *tasks;
+    uint32_t intern_generation; /* bumped each time interning is reset */
 };
 
 /* One event on a track; fields left 0 are omitted. */
@@ -132,6 +134,7 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text);
 /* The text of an event-name iid (fixed or interned), "" if unknown. */
 const char *enc_name_text(struct enc_process *p, uint64_t name_iid);
 void intern_map_free(struct intern_map *m);
+size_t intern_map_size(const struct intern_map *m); /* texts interned, 0 for NULL */
 
 /* Debug annotations by fixed name iid. */
 static inline Astrace__Pb__DebugAnnotation *enc_ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid) {

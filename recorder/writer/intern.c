@@ -149,6 +149,10 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text) {
     return e->str_iid;
 }
 
+size_t intern_map_size(const struct intern_map *m) {
+    return m ? m->used : 0;
+}
+
 const char *enc_name_text(struct enc_process *p, uint64_t iid) {
     if (iid > 0 && iid < IID_TASKS_FIXED_END) return enc_fixed_names[iid];
     struct intern_map *m = p->ext->interned;

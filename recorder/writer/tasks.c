@@ -67,6 +67,7 @@ struct enc_task {
     int waiting_open;             /* a scheduled or await slice is open on its lane */
     char renamed[128];            /* name given after creation, if any */
     uint64_t label_iid, step_iid; /* interned "<label>" and "step <label>", 0 until needed */
+    uint32_t iid_generation;      /* interning generation they belong to */
     struct lane_pool *pool;
     struct lane *lane; /* NULL while it has none */
     uint64_t created_ts, since_ts;
@@ -185,13 +186,21 @@ void tasks_free(struct task_table *t) {
     free(t);
 }
 
-/* The task's interned names, made once per name. */
+/* The task's interned names, made once per name (and interning reset). */
+static void check_iid_generation(struct enc_process *p, struct enc_task *task) {
+    if (task->iid_generation == p->ext->intern_generation) return;
+    task->iid_generation = p->ext->intern_generation;
+    task->label_iid = task->step_iid = 0;
+}
+
 static uint64_t label_iid(struct enc_process *p, struct enc_task *task) {
+    check_iid_generation(p, task);
     if (!task->label_iid) task->label_iid = enc_name_iid(p, task->label);
     return task->label_iid;
 }
 
 static uint64_t step_iid(struct enc_process *p, struct enc_task *task) {
+    check_iid_generation(p, task);
     if (!task->step_iid) {
         char step[300];
         snprintf(step, sizeof step, "step %s", task->label);
@@ -409,6 +418,7 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     task->eager = (rec->flags & ASTRACE_TASK_EAGER) != 0;
     task->created_ts = task->since_ts = ts;
     task->state = T_SCHEDULED;
+    task->iid_generation = p->ext->intern_generation;
     snprintf(task->coro, sizeof task->coro, "%s", enc_seg_text(p, rec->h.str0, "?"));
     set_task_name(task, rec);
     if (rec->location) snprintf(task->created_at, sizeof task->created_at, "%s", enc_seg_text(p, rec->location, ""));
