@@ -92,6 +92,12 @@ int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes) {
     return offset_of(code, read_ptr(frame, layout->instr), code_bytes);
 }
 
+PyObject *pyframes_coro_code(PyObject *obj) {
+    if (!layout) return NULL;
+    PyObject *code = read_ptr((const char *)obj + layout->coro_frame, layout->code);
+    return code && Py_TYPE(code) == code_type_obj ? code : NULL;
+}
+
 int pyframes_walk_current(pyframes_visit fn, void *arg) {
     if (!layout) return -1;
     PyThreadState *ts = PyThreadState_Get();

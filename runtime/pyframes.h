@@ -23,6 +23,10 @@ int pyframes_init(long hexversion, PyObject *code_type);
 int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes);
 int pyframes_line(PyObject *code, int offset);
 
+/* The code object of coroutine or generator `obj`, read from its embedded
+ * frame (borrowed), or NULL when it cannot be read this way. */
+PyObject *pyframes_coro_code(PyObject *obj);
+
 /* Walks the calling thread's frames, innermost first, calling fn(code,
  * offset, arg) until it returns non-zero; returns that value, 0 at the end of
  * the stack, or -1 when the frames cannot be read this way. */

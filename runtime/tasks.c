@@ -46,6 +46,8 @@ static PyTypeObject *coroutine_type, *generator_type, *gathering_type;
 struct known_task {
     uintptr_t addr; /* 0 = empty */
     PyObject *name; /* strong reference */
+    PyObject *coro; /* borrowed: the task holds it while it is pending; NULL if unknown */
+    uint32_t steps; /* steps begun */
 };
 static struct known_task *known;
 static uint32_t known_cap, known_used;
@@ -66,7 +68,7 @@ static struct known_task *known_find(uintptr_t a) {
     return NULL;
 }
 
-static void known_put(uintptr_t a, PyObject *name) {
+static void known_put(uintptr_t a, PyObject *name, PyObject *coro) {
     if (known_used * 2 >= known_cap) {
         uint32_t ncap = known_cap ? known_cap * 2 : 4096;
         struct known_task *n = PyMem_Calloc(ncap, sizeof *n);
@@ -87,6 +89,12 @@ static void known_put(uintptr_t a, PyObject *name) {
     if (!known[i].addr) known_used++;
     Py_XINCREF(name);
     Py_XDECREF(known[i].name);
+    if (known[i].addr != a) { /* a new task (possibly at a reused address) */
+        known[i].coro = coro;
+        known[i].steps = 0;
+    } else if (coro) {
+        known[i].coro = coro;
+    }
     known[i].addr = a;
     known[i].name = name;
 }
@@ -100,6 +108,7 @@ static void known_remove(uintptr_t a) {
     Py_XDECREF(known[i].name);
     known[i].addr = 0;
     known[i].name = NULL;
+    known[i].coro = NULL;
     known_used--;
     for (uint32_t j = (i + 1) & mask; known[j].addr; j = (j + 1) & mask) {
         uint32_t home = hash_addr(known[j].addr) & mask;
@@ -109,6 +118,7 @@ static void known_remove(uintptr_t a) {
             known[i] = known[j];
             known[j].addr = 0;
             known[j].name = NULL;
+            known[j].coro = NULL;
             i = j;
         }
     }
@@ -177,6 +187,9 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
 
 int rt_is_task(void *obj) {
     if (!task_types) return 0;
+    /* Fast path: the task classes themselves (not subclasses). */
+    for (Py_ssize_t i = 0; i < PyTuple_Size(task_types); i++)
+        if ((PyObject *)Py_TYPE((PyObject *)obj) == PyTuple_GetItem(task_types, i)) return 1;
     int r = PyObject_IsInstance((PyObject *)obj, task_types);
     if (r < 0) PyErr_Clear();
     return r == 1;
@@ -285,7 +298,15 @@ static PyObject *getattr_or_null(PyObject *o, PyObject *name) {
 }
 
 static PyObject *code_of(PyObject *awaitable) {
-    if (PyObject_TypeCheck(awaitable, coroutine_type)) return getattr_or_null(awaitable, s_cr_code);
+    int coro = PyObject_TypeCheck(awaitable, coroutine_type);
+    if (coro || PyObject_TypeCheck(awaitable, generator_type)) {
+        PyObject *code = pyframes_coro_code(awaitable); /* without an attribute lookup */
+        if (code) {
+            Py_INCREF(code);
+            return code;
+        }
+    }
+    if (coro) return getattr_or_null(awaitable, s_cr_code);
     if (PyObject_TypeCheck(awaitable, generator_type)) return getattr_or_null(awaitable, s_gi_code);
     return NULL;
 }
@@ -375,13 +396,13 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
         if (ci) rec.h.str0 = ci->qualname;
         Py_DECREF(code);
     }
-    Py_XDECREF(coro);
     PyObject *pyname = PyObject_CallMethodObjArgs(task, s_get_name, NULL);
     Py_ssize_t name_len;
     const char *name = set_name_fields(&rec, pyname, &name_len);
     write_var(&rec, sizeof rec, name, (size_t)name_len);
-    known_put((uintptr_t)task, pyname);
+    known_put((uintptr_t)task, pyname, coro && PyObject_TypeCheck(coro, coroutine_type) ? coro : NULL);
     Py_XDECREF(pyname);
+    Py_XDECREF(coro);
 }
 
 static void emit_create(PyObject *task, uint32_t location, int discovered) {
@@ -408,7 +429,7 @@ static void check_rename(PyObject *task, struct known_task *k) {
         Py_ssize_t name_len;
         const char *name = set_name_fields(&rec, pyname, &name_len);
         write_var(&rec, sizeof rec, name, (size_t)name_len);
-        known_put((uintptr_t)task, pyname);
+        known_put((uintptr_t)task, pyname, NULL);
     }
     Py_DECREF(pyname);
 }
@@ -448,10 +469,15 @@ void *rt_task_step_begin(void *callback) {
     }
     known_check_generation();
     struct known_task *k = known_find((uintptr_t)task);
-    if (!k)
+    if (!k) {
         emit_create(task, 0, 1);
-    else
+        k = known_find((uintptr_t)task);
+    } else if (k->steps == 0 || (k->steps & 15) == 0) {
+        /* A name given after creation shows at the first step; a later
+         * set_name within 16 steps, or at the task's end. */
         check_rename(task, k);
+    }
+    if (k) k->steps++;
     return task;
 }
 
@@ -494,7 +520,8 @@ static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, i
  * (code_info.c) and the chain's text is only built the first time a chain is
  * seen, so a step costs a few attribute reads per await level. */
 static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
-    PyObject *obj = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+    struct known_task *k = known_find((uintptr_t)task);
+    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
     if (!obj) PyErr_Clear();
     uint32_t label = 0, user_location = 0;
     int label_is_dunder = 0, n = 0;
@@ -551,11 +578,11 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
         rec->target = (uint64_t)(uintptr_t)waiter;
         /* Make sure the awaited task is known by its current name (made with
          * asyncio.Task(), or named after create_task, and not run yet). */
-        struct known_task *k = known_find((uintptr_t)waiter);
-        if (!k)
+        struct known_task *awaited = known_find((uintptr_t)waiter);
+        if (!awaited)
             emit_create(waiter, 0, 1);
         else
-            check_rename(waiter, k);
+            check_rename(waiter, awaited);
     } else if (gathering_type && PyObject_TypeCheck(waiter, gathering_type)) {
         rec->h.str0 = rt_static_string("await gather()");
         PyObject *children = getattr_or_null(waiter, s_children);
@@ -602,6 +629,8 @@ void rt_task_step_end(void *task_obj, void *previous_task) {
             }
             Py_XDECREF(exc);
         }
+        struct known_task *done = known_find((uintptr_t)task);
+        if (done && done->steps > 1) check_rename(task, done); /* a set_name since the last check */
         known_remove((uintptr_t)task);
     }
     if (PyErr_Occurred()) PyErr_Clear();
