@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/util.h"
 
 /* ---- formatting values ------------------------------------------------------- */
@@ -345,25 +346,6 @@ static void write_markdown(FILE *o, const struct profile *a, const struct profil
 }
 
 /* ---- JSON ------------------------------------------------------------------------------------- */
-
-static void json_str(FILE *o, const char *s) {
-    fputc('"', o);
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", o); break;
-        case '\\': fputs("\\\\", o); break;
-        case '\n': fputs("\\n", o); break;
-        case '\r': fputs("\\r", o); break;
-        case '\t': fputs("\\t", o); break;
-        default:
-            if (*p < 0x20)
-                fprintf(o, "\\u%04x", *p);
-            else
-                fputc(*p, o);
-        }
-    }
-    fputc('"', o);
-}
 
 static void json_num(FILE *o, double v) {
     if (isnan(v) || isinf(v))

@@ -9,27 +9,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "reader/trace_reader.h"
-
-static void json_str(FILE *o, const char *s) {
-    fputc('"', o);
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", o); break;
-        case '\\': fputs("\\\\", o); break;
-        case '\n': fputs("\\n", o); break;
-        case '\r': fputs("\\r", o); break;
-        case '\t': fputs("\\t", o); break;
-        default:
-            if (*p < 0x20)
-                fprintf(o, "\\u%04x", *p);
-            else
-                fputc(*p, o);
-        }
-    }
-    fputc('"', o);
-}
 
 static void json_args(FILE *o, const struct trace_args *a) {
     fputc('{', o);
