@@ -54,7 +54,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, kill_group, log, median,
+                           print_table, ratio, tail)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -76,63 +79,12 @@ STATS_KEYS = (
     "records", "trace_events", "events_dropped", "processes", "trace_bytes",
     "uncompressed_bytes", "recorder_cpu_s", "wall_s",
 )
-TAIL_LINES = 15
 
 
 # ----------------------------------------------------------------- helpers --
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def tail(text: str, n: int = TAIL_LINES) -> str:
-    lines = text.rstrip("\n").splitlines()
-    return "\n".join(lines[-n:])
-
-
-def fmt_ratio(x) -> str:
-    return "-" if x is None else f"{x:.3f}x"
-
-
-def fmt_int(x) -> str:
-    return "-" if x is None else f"{int(round(x)):,}"
-
-
-def fmt_f(x, digits=1) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
 def fmt_ms(x) -> str:
     return "-" if x is None else f"{x:.2f}"
-
-
-def fmt_spread(xs, f) -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "-"
-    return f"median {f(median(xs))}  (min {f(min(xs))}, max {f(max(xs))}, n={len(xs)})"
-
-
-def git_rev(path: Path) -> str | None:
-    # Read-only query; never touches the index.
-    try:
-        r = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"],
-                           capture_output=True, text=True, timeout=10,
-                           env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
-        return (r.stdout.strip() or None) if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def free_port() -> int:
@@ -140,13 +92,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def describe_rc(rc) -> str:
@@ -278,7 +223,7 @@ class Server:
             self.proc.wait(timeout=timeout)
             hung = False
         except subprocess.TimeoutExpired:
-            _kill_group(self.proc)
+            kill_group(self.proc)
             self.proc.wait()
             hung = True
         dt = time.perf_counter() - t0
@@ -287,7 +232,7 @@ class Server:
 
     def kill(self):
         if self.proc.poll() is None:
-            _kill_group(self.proc)
+            kill_group(self.proc)
         self.proc.wait()
         self._reader.join(timeout=5)
 
@@ -545,27 +490,6 @@ COLUMNS = [
 ]
 
 
-def print_table(results) -> None:
-    rows = [[c[0] for c in COLUMNS], [c[1] for c in COLUMNS]]
-    for r in results:
-        s = r.get("summary") or {}
-        rows.append([c[2](r, s) for c in COLUMNS])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-
-    def line(row):
-        cells = []
-        for i, cell in enumerate(row):
-            left = i == 0 or COLUMNS[i][0] == "status"
-            cells.append(cell.ljust(widths[i]) if left else cell.rjust(widths[i]))
-        return "  ".join(cells).rstrip()
-
-    log(line(rows[0]))
-    log(line(rows[1]))
-    log("  ".join("-" * w for w in widths))
-    for row in rows[2:]:
-        log(line(row))
-
-
 # ------------------------------------------------------------------ main ----
 
 def parse_args(argv):
@@ -698,7 +622,7 @@ def main(argv=None) -> int:
     log(f"Summary (medians; {args.runs} untraced + {args.runs} traced runs per path, alternating;"
         f" wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s; {total:.0f}s total)")
     log("")
-    print_table(results)
+    print_table(COLUMNS, results)
     log("")
     log("ratio = traced/untraced req/s (1.0 = no cost); p50/p99 = wrk latency percentiles;")
     log("events = records read by astrace per run; ev/req = events per completed request;")

@@ -55,12 +55,15 @@ import re
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, kill_group, log, median,
+                           print_table, ratio, tail)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -71,45 +74,12 @@ STATS_KEYS = (
     "records", "trace_events", "events_dropped", "processes", "trace_bytes",
     "uncompressed_bytes", "packets", "bundles", "recorder_cpu_s", "wall_s",
 )
-TAIL_LINES = 15
 
 
 # ----------------------------------------------------------------- helpers --
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def tail(text: str, n: int = TAIL_LINES) -> str:
-    lines = text.rstrip("\n").splitlines()
-    return "\n".join(lines[-n:])
-
-
 def fmt_s(x) -> str:
     return "-" if x is None else f"{x:.3f}"
-
-
-def fmt_ratio(x) -> str:
-    return "-" if x is None else f"{x:.3f}x"
-
-
-def fmt_int(x) -> str:
-    return "-" if x is None else f"{int(round(x)):,}"
-
-
-def fmt_f(x, digits=1) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
 
 
 def fmt_rate(x) -> str:
@@ -120,13 +90,6 @@ def fmt_rate(x) -> str:
     if x >= 1e3:
         return f"{x / 1e3:.1f}k"
     return f"{x:.0f}"
-
-
-def fmt_spread(xs, f) -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "-"
-    return f"median {f(median(xs))}  (min {f(min(xs))}, max {f(max(xs))}, n={len(xs)})"
 
 
 def resolve_python(requested: str | None) -> tuple[str, str]:
@@ -146,17 +109,6 @@ def resolve_python(requested: str | None) -> tuple[str, str]:
     if out and os.access(out, os.X_OK):
         return out, f"python3 from PATH ({found}) resolved to sys.executable"
     return found, "python3 from PATH"
-
-
-def git_rev(path: Path) -> str | None:
-    # Read-only query; never touches the index.
-    try:
-        r = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"],
-                           capture_output=True, text=True, timeout=10,
-                           env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
-        return (r.stdout.strip() or None) if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # ------------------------------------------------------------------ a run --
@@ -201,20 +153,13 @@ def run_cmd(cmd, env, cwd, timeout):
         wall = time.perf_counter() - t0
         return proc.returncode, out, err, wall, False
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         out, err = proc.communicate()
         return None, out, err, time.perf_counter() - t0, True
     except BaseException:
-        _kill_group(proc)
+        kill_group(proc)
         proc.communicate()
         raise
-
-
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def parse_result_line(name: str, stdout: str):
@@ -449,27 +394,6 @@ COLUMNS = [
 ]
 
 
-def print_table(results) -> None:
-    rows = [[c[0] for c in COLUMNS], [c[1] for c in COLUMNS]]
-    for r in results:
-        s = r.get("summary") or {}
-        rows.append([c[2](r, s) for c in COLUMNS])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-
-    def line(row):
-        cells = []
-        for i, cell in enumerate(row):
-            left = i == 0 or COLUMNS[i][0] == "status"
-            cells.append(cell.ljust(widths[i]) if left else cell.rjust(widths[i]))
-        return "  ".join(cells).rstrip()
-
-    log(line(rows[0]))
-    log(line(rows[1]))
-    log("  ".join("-" * w for w in widths))
-    for row in rows[2:]:
-        log(line(row))
-
-
 # ------------------------------------------------------------------ main ----
 
 def parse_args(argv):
@@ -573,7 +497,7 @@ def main(argv=None) -> int:
     log(f"Summary (medians; {args.runs} untraced + {args.runs} traced runs each, alternating;"
         f" scale {scale_used}; {total:.0f}s total)")
     log("")
-    print_table(results)
+    print_table(COLUMNS, results)
     log("")
     log("own = workload's own 'in X.XXs' time; wall = whole command incl. interpreter start-up;"
         " ratio = traced/untraced;")
