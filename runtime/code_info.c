@@ -32,11 +32,7 @@ static char stdlib_prefix[8][512];
 static int nprefixes;
 
 static uint32_t hash_ptr(const void *p, uint32_t extra) {
-    uint64_t x = (uint64_t)(uintptr_t)p ^ ((uint64_t)extra << 40);
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (uint32_t)x;
+    return rt_hash((uint64_t)(uintptr_t)p ^ ((uint64_t)extra << 40));
 }
 
 int code_info_init(PyObject *prefixes) {

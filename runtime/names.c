@@ -52,11 +52,7 @@ static int names_init(void) {
 }
 
 static uint32_t hash_ptr(void *p) {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (uint32_t)x;
+    return rt_hash((uint64_t)(uintptr_t)p);
 }
 
 static struct name_slot *find(void *key) {

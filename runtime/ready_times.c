@@ -1,5 +1,6 @@
 /* Implementation of ready_times.h. */
 #include "ready_times.h"
+#include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,7 @@ static struct slot *slots;
 static uint32_t cap, used;
 
 static uint32_t hash(uintptr_t k) {
-    uint64_t x = k;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (uint32_t)x;
+    return rt_hash(k);
 }
 
 static void rehash(uint32_t ncap) {

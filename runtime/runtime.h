@@ -69,6 +69,14 @@ void rt_task_created(void *task, void *coro, uint64_t call_start_ns);
 void *rt_task_step_begin(void *callback);               /* the task a step callback runs, new ref; NULL if none */
 void rt_task_step_end(void *task, void *previous_task); /* consumes the task reference */
 
+/* The hash of the runtime's open-addressing tables (keys are addresses). */
+static inline uint32_t rt_hash(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
 static inline uint64_t rt_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_BOOTTIME, &ts);

@@ -53,11 +53,7 @@ static struct known_task *known;
 static uint32_t known_cap, known_used;
 
 static uint32_t hash_addr(uintptr_t a) {
-    uint64_t x = a;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (uint32_t)x;
+    return rt_hash(a);
 }
 
 static struct known_task *known_find(uintptr_t a) {

@@ -30,6 +30,16 @@ size_t varint_put(uint8_t *out, uint64_t v);
 /* Returns bytes consumed, or 0 if the varint is truncated or longer than 10 bytes. */
 size_t varint_get(const uint8_t *p, size_t n, uint64_t *v);
 
+/* 64-bit finalizer mix: the hash of the recorder's open-addressing tables. */
+static inline uint64_t hash_u64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
 uint64_t now_boottime_ns(void);
 uint64_t now_monotonic_ns(void);
 uint64_t now_realtime_ns(void);

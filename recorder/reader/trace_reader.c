@@ -35,18 +35,9 @@ struct u64map {
     size_t cap, n;
 };
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static size_t u64map_get(const struct u64map *m, uint64_t k) {
     if (!m->cap) return (size_t)-1;
-    size_t j = mix(k) & (m->cap - 1);
+    size_t j = hash_u64(k) & (m->cap - 1);
     while (m->vals[j]) {
         if (m->keys[j] == k) return m->vals[j] - 1;
         j = (j + 1) & (m->cap - 1);
@@ -61,7 +52,7 @@ static void u64map_put(struct u64map *m, uint64_t k, size_t v) {
         size_t *nv = xcalloc(ncap, sizeof *nv);
         for (size_t i = 0; i < m->cap; i++) {
             if (!m->vals[i]) continue;
-            size_t j = mix(m->keys[i]) & (ncap - 1);
+            size_t j = hash_u64(m->keys[i]) & (ncap - 1);
             while (nv[j]) j = (j + 1) & (ncap - 1);
             nk[j] = m->keys[i];
             nv[j] = m->vals[i];
@@ -72,7 +63,7 @@ static void u64map_put(struct u64map *m, uint64_t k, size_t v) {
         m->vals = nv;
         m->cap = ncap;
     }
-    size_t j = mix(k) & (m->cap - 1);
+    size_t j = hash_u64(k) & (m->cap - 1);
     while (m->vals[j] && m->keys[j] != k) j = (j + 1) & (m->cap - 1);
     if (!m->vals[j]) m->n++;
     m->keys[j] = k;
@@ -167,7 +158,7 @@ struct interned {
 };
 
 static uint64_t key_hash(uint32_t seq, uint32_t genf, uint64_t iid) {
-    return mix(iid ^ mix(((uint64_t)seq << 32) ^ genf));
+    return hash_u64(iid ^ hash_u64(((uint64_t)seq << 32) ^ genf));
 }
 
 static uint32_t genf_of(const struct seq_state *ss, uint32_t field) {

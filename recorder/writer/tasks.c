@@ -90,20 +90,13 @@ struct task_table {
 
 /* ---- tables ---------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
-
 struct task_table *tasks_new(void) {
     return xcalloc(1, sizeof(struct task_table));
 }
 
 static struct enc_task **slot_of(struct task_table *t, uint64_t addr) {
     size_t mask = t->cap - 1;
-    size_t i = mix(addr) & mask;
+    size_t i = hash_u64(addr) & mask;
     while (t->slots[i] && t->slots[i]->addr != addr) i = (i + 1) & mask;
     return &t->slots[i];
 }
@@ -130,7 +123,7 @@ static void insert_task(struct task_table *t, struct enc_task *task) {
 
 static void remove_task(struct task_table *t, struct enc_task *task) {
     size_t mask = t->cap - 1;
-    size_t i = mix(task->addr) & mask;
+    size_t i = hash_u64(task->addr) & mask;
     while (t->slots[i] != task) i = (i + 1) & mask;
     t->slots[i] = NULL;
     t->used--;
