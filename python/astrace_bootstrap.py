@@ -43,6 +43,7 @@ _UNSUPPORTED = {
     "uvloop": "uvloop's event loop runs in C and is not hooked yet: its loop iterations, "
               "callbacks and task steps are missing from the trace",
 }
+_noted = set()  # _UNSUPPORTED modules already reported
 
 
 def _note(session, text):
@@ -102,10 +103,8 @@ class _HookFinder:
 
     def find_spec(self, name, path, target=None):
         if name in _UNSUPPORTED:
-            _noted = getattr(self, "noted", set())
             if name not in _noted:
                 _noted.add(name)
-                self.noted = _noted
                 _note(os.environ["ASTRACE_SESSION"], f"pid {os.getpid()}: {_UNSUPPORTED[name]}")
             return None
         if name not in _HOOKS:
