@@ -85,6 +85,21 @@ class LoopIterationTests(AstraceTestCase):
                 self.assertEqual(end["ended"], "exited with status 0")
                 self.assertEqual(end["events_dropped"], 0)
 
+    def test_stats_json(self):
+        import json
+        stats_path = os.path.join(self.tmp, "stats.json")
+        rec = self.record([PYTHONS[0], self.app("loop_iterations.py"), "100"], options=["--stats-json", stats_path])
+        with open(stats_path) as f:
+            stats = json.load(f)
+        self.assertEqual(stats["trace_bytes"], os.path.getsize(rec.path))
+        self.assertEqual(stats["processes"], 1)
+        self.assertEqual(stats["events_dropped"], 0)
+        # 101 iterations with a select and a step each, at least: records and events.
+        self.assertGreater(stats["records"], 3 * 101)
+        self.assertGreaterEqual(stats["trace_events"], len(rec.trace.slices))
+        self.assertGreater(stats["recorder_cpu_s"], 0)
+        self.assertGreater(stats["wall_s"], 0)
+
     def test_each_compression_mode(self):
         for comp, key in (("zstd", "zstd_bundles"), ("deflate", "deflate_bundles"), ("none", None)):
             with self.subTest(compression=comp):
