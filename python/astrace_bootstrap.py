@@ -21,6 +21,11 @@ else:
 _TASKS = os.environ.get("ASTRACE_TASKS", "1") != "0"
 # `astrace record --no-counters`: no loop lag, ready queue or GC.
 _COUNTERS = os.environ.get("ASTRACE_COUNTERS", "1") != "0"
+# The sampler (`--rate`, `--mode`, `--native`, `--signal`; rate 0 = `--no-sampler`).
+_SAMPLE_RATE = int(os.environ.get("ASTRACE_SAMPLE_RATE", "0") or 0)
+_SAMPLE_CPU = os.environ.get("ASTRACE_SAMPLE_MODE", "wall") == "cpu"
+_SAMPLE_NATIVE = os.environ.get("ASTRACE_SAMPLE_NATIVE", "0") == "1"
+_SAMPLE_SIGNAL = int(os.environ.get("ASTRACE_SAMPLE_SIGNAL", "27") or 27)  # SIGPROF on Linux
 
 
 def _hooks():
@@ -37,7 +42,10 @@ def _hooks():
     }
 
 
-_HOOKS = _hooks() if _astrace else {}
+# ASTRACE_HOOKS=0 (benchmarks only: bench/sampler_bench.py prices the
+# sampler alone): no hooks, no GC callback; samples still come.
+_HOOKS_ON = os.environ.get("ASTRACE_HOOKS", "1") != "0"
+_HOOKS = _hooks() if _astrace and _HOOKS_ON else {}
 # Imported modules astrace cannot see into yet: a note says so.
 _UNSUPPORTED = {
     "uvloop": "uvloop's event loop runs in C and is not hooked yet: its loop iterations, "
@@ -134,6 +142,15 @@ class _HookFinder:
         return spec
 
 
+def _forked_child():
+    if _SAMPLE_RATE:
+        import threading
+        try:
+            _astrace.thread_started(threading.current_thread().name)
+        except Exception:
+            pass
+
+
 def _wrap_threads():
     import threading
     original = threading.Thread._bootstrap_inner
@@ -148,6 +165,68 @@ def _wrap_threads():
     threading.Thread._bootstrap_inner = _bootstrap_inner
 
 
+def _call_opcodes():
+    """32-byte bitmap of the opcodes, specialized forms included, that call
+    something: a sample whose innermost Python frame sits on one is inside
+    that call (in native code, since a Python callee has its own frame)."""
+    import opcode
+    specialized = getattr(opcode, "_specializations", {})
+    names = set()
+    for base in ("CALL", "PRECALL", "CALL_FUNCTION_EX", "CALL_KW"):
+        if base in opcode.opmap:
+            names.add(base)
+            names.update(specialized.get(base, ()))
+            names.add("INSTRUMENTED_" + base)
+    bitmap = bytearray(32)
+    for name in names:
+        op = opcode.opmap.get(name)
+        if op is None:
+            op = getattr(opcode, "_specialized_opmap", {}).get(name)
+        if op is not None and 0 <= op < 256:
+            bitmap[op >> 3] |= 1 << (op & 7)
+    return bytes(bitmap)
+
+
+def _start_sampler(session):
+    # A code object whose first line, name and qualname are known, and one
+    # string of each width: the runtime finds their fields by value.
+    probe_src = "\n" * 12344 + "class _P:\n def _astrace_probe(self): pass\n"
+    module_code = compile(probe_src, "<astrace-probe>", "exec")
+    class_code = next(c for c in module_code.co_consts if hasattr(c, "co_code"))
+    code = next(c for c in class_code.co_consts if hasattr(c, "co_code"))
+    probe_line_code = code.replace(co_firstlineno=12345)
+    strings = ("astrace_probe", "ast\xe9race", "ast\u20acrace", "ast\U0001f600race")
+    try:
+        _astrace.sampler_start(_SAMPLE_RATE, _SAMPLE_CPU, _SAMPLE_NATIVE, _SAMPLE_SIGNAL,
+                               probe_line_code, strings, _call_opcodes())
+    except (RuntimeError, ValueError) as e:
+        _note(session, f"pid {os.getpid()}: {e}; no stack samples from this process")
+        return
+    _guard_signal()
+
+
+def _guard_signal():
+    """A program that installs its own handler for the sampler's signal gets
+    it: sampling stops first (otherwise its handler would run at every tick)."""
+    import signal
+    original = signal.signal
+
+    def _signal(signalnum, handler):
+        if int(signalnum) == _SAMPLE_SIGNAL and _astrace is not None:
+            _astrace.sampler_stop()
+            try:
+                name = f"{_SAMPLE_SIGNAL} ({signal.Signals(_SAMPLE_SIGNAL).name})"
+            except ValueError:
+                name = str(_SAMPLE_SIGNAL)
+            _note(os.environ["ASTRACE_SESSION"],
+                  f"pid {os.getpid()}: the program installs a handler for signal {name}, "
+                  "which the sampler uses; sampling stopped (astrace record --signal picks another)")
+        return original(signalnum, handler)
+
+    _signal.__doc__ = original.__doc__
+    signal.signal = _signal
+
+
 def start():
     session = os.environ["ASTRACE_SESSION"]
     if sys.version_info[:2] not in SUPPORTED:
@@ -158,12 +237,18 @@ def start():
     _astrace.start(session, sys.version.split("\n")[0], sys.hexversion, sys.executable or "", argv,
                    int(os.environ.get("ASTRACE_RING_SIZE", 16 << 20)),
                    int(os.environ.get("ASTRACE_RING_COUNT", 64)),
-                   int(os.environ.get("ASTRACE_STRINGS_SIZE", 4 << 20)))
+                   int(os.environ.get("ASTRACE_STRINGS_SIZE", 4 << 20)),
+                   int(os.environ.get("ASTRACE_SAMPLE_RING_SIZE", 1 << 20)) if _SAMPLE_RATE else 0)
+    if _SAMPLE_RATE:
+        _start_sampler(session)
     _astrace.thread_started("MainThread")
+    # A child made by os.fork() (multiprocessing's fork start method) may
+    # never reach a hook; giving its thread a ring at once starts its sampler.
+    os.register_at_fork(after_in_child=_forked_child)
     import atexit
     atexit.register(_astrace.stop)
     _wrap_threads()
-    if _COUNTERS:
+    if _COUNTERS and _HOOKS_ON:
         import gc
         gc.callbacks.append(_astrace.gc_callback)
     for name in _HOOKS:

@@ -7,6 +7,9 @@
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
  *   init_loop(asyncio.events, counters) loop lag and ready-queue measurements
  *   gc_callback(phase, info)            for gc.callbacks: GC slices
+ *   sampler_start(rate, cpu, native, signo, probe_code, probe_strings, call_ops)
+ *                            arm the stack sampler (before thread_started)
+ *   sampler_stop()           disarm it (the program wants the signal back)
  *   thread_started(name)     give the calling thread a ring and a name
  *   stop()                   stop recording (atexit)
  *   active()                 whether this process records
@@ -24,11 +27,17 @@ static PyObject *mod_start(PyObject *m, PyObject *args) {
     const char *dir, *pyver, *exe;
     int hexversion;
     PyObject *argv;
-    unsigned long long ring_size, strings_capacity;
+    unsigned long long ring_size, strings_capacity, sample_ring_size = 0;
     unsigned int ring_count;
-    if (!PyArg_ParseTuple(args, "ssisOKIK", &dir, &pyver, &hexversion, &exe, &argv, &ring_size, &ring_count,
-                          &strings_capacity))
+    if (!PyArg_ParseTuple(args, "ssisOKIK|K", &dir, &pyver, &hexversion, &exe, &argv, &ring_size, &ring_count,
+                          &strings_capacity, &sample_ring_size))
         return NULL;
+    if (sample_ring_size &&
+        (sample_ring_size < 4096 || (sample_ring_size & (sample_ring_size - 1)) || sample_ring_size > (1ull << 32))) {
+        PyErr_SetString(PyExc_ValueError, "sample_ring_size must be 0 or a power of two between 4 KiB and 4 GiB");
+        return NULL;
+    }
+    strings_capacity = (strings_capacity + 4095) & ~4095ULL;
     if (ring_size < 4096 || (ring_size & (ring_size - 1)) || ring_size > (1ull << 32)) {
         PyErr_SetString(PyExc_ValueError, "ring_size must be a power of two between 4 KiB and 4 GiB");
         return NULL;
@@ -60,7 +69,7 @@ static PyObject *mod_start(PyObject *m, PyObject *args) {
         cmdline[len++] = 0;
         Py_DECREF(item);
     }
-    struct rt_config cfg = {dir, ring_size, ring_count, strings_capacity};
+    struct rt_config cfg = {dir, ring_size, ring_count, strings_capacity, sample_ring_size};
     char err[512];
     if (rt_segment_start(&cfg, pyver, hexversion, exe, cmdline, len, err, sizeof err) != 0) {
         PyErr_Format(PyExc_OSError, "astrace: %s", err);
@@ -91,6 +100,51 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     Py_DECREF(h);
     if (rc != 0) return NULL;
     Py_RETURN_TRUE;
+}
+
+void *rt_python_thread_state(void) {
+    return PyGILState_GetThisThreadState();
+}
+
+static PyObject *mod_sampler_start(PyObject *m, PyObject *args) {
+    (void)m;
+    int rate, cpu, native, signo;
+    PyObject *probe_code, *probe_strings, *call_ops;
+    if (!PyArg_ParseTuple(args, "ippiOOO", &rate, &cpu, &native, &signo, &probe_code, &probe_strings, &call_ops))
+        return NULL;
+    if (!rt_seg || !rt_seg->sample_ring_size) {
+        PyErr_SetString(PyExc_RuntimeError, "astrace: start() was not given sample rings");
+        return NULL;
+    }
+    char err[512];
+    struct astrace_py_layout layout;
+    if (rt_py_layout_probe(&layout, probe_code, probe_strings, call_ops, err, sizeof err) != 0) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_RuntimeError, "astrace: %s", err);
+        return NULL;
+    }
+    if (rt_sampler_start(rate, cpu, native, signo, err, sizeof err) != 0) {
+        PyErr_Format(PyExc_RuntimeError, "astrace: %s", err);
+        return NULL;
+    }
+    /* Published before any thread is armed; `ready` last. */
+    uint32_t ready = layout.ready;
+    (void)ready;
+    memcpy((char *)&rt_seg->py + sizeof layout.ready, (char *)&layout + sizeof layout.ready,
+           sizeof layout - sizeof layout.ready);
+    rt_seg->sample_rate_hz = (uint32_t)rate;
+    rt_seg->sample_flags = (cpu ? ASTRACE_SAMPLE_CPU : 0) | (native ? ASTRACE_SAMPLE_NATIVE : 0);
+    atomic_store_explicit(&rt_seg->py.ready, 1, memory_order_release);
+    /* The calling thread may hold a ring already: arm it now. */
+    if (rt_tls.has_ring && rt_tls.generation == atomic_load(&rt_generation))
+        rt_sampler_thread_start(rt_tls.ring.hdr->index, PyGILState_GetThisThreadState());
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_sampler_stop(PyObject *m, PyObject *args) {
+    (void)m;
+    (void)args;
+    rt_sampler_stop();
+    Py_RETURN_NONE;
 }
 
 static PyObject *mod_thread_started(PyObject *m, PyObject *args) {
@@ -170,6 +224,9 @@ static PyMethodDef methods[] = {
     {"init_loop", mod_init_loop, METH_VARARGS,
      "init_loop(asyncio.events, counters): Handle/TimerHandle classes; loop lag and ready queue on/off."},
     {"gc_callback", mod_gc_callback, METH_VARARGS, "For gc.callbacks: records garbage collections."},
+    {"sampler_start", mod_sampler_start, METH_VARARGS,
+     "sampler_start(rate_hz, cpu, native, signo, probe_code, probe_strings, call_ops): arm the sampler."},
+    {"sampler_stop", mod_sampler_stop, METH_NOARGS, "Stop sampling (every thread's timer is deleted)."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},

@@ -13,6 +13,8 @@
  *   frame instruction pointer      56     56     56   (prev_instr / instr_ptr)
  *   frame owner (char)             69     70     70   (3 = C-stack shim, 3.12+)
  *   coroutine's embedded frame     80     72     72
+ *   frame.is_entry (bool)          68      -      -   (3.12+: a C-stack shim
+ *                                                      frame precedes an entry)
  *   instructions in a code object  types.CodeType.__basicsize__
  *
  * Checks on every read: a frame's code must be a code object, an instruction
@@ -37,12 +39,13 @@ struct layout {
     ptrdiff_t current_frame; /* in the cframe, or in the thread state */
     ptrdiff_t previous, code, instr, owner;
     ptrdiff_t coro_frame;
+    ptrdiff_t is_entry; /* -1: entries are marked by shim frames */
 };
 
 static const struct layout layouts[] = {
-    {11, 56, 8, 48, 32, 56, 69, 80},
-    {12, 56, 0, 8, 0, 56, 70, 72},
-    {13, -1, 72, 8, 0, 56, 70, 72},
+    {11, 56, 8, 48, 32, 56, 69, 80, 68},
+    {12, 56, 0, 8, 0, 56, 70, 72, -1},
+    {13, -1, 72, 8, 0, 56, 70, 72, -1},
 };
 
 static const struct layout *layout;
@@ -96,6 +99,40 @@ PyObject *pyframes_coro_code(PyObject *obj) {
     if (!layout) return NULL;
     PyObject *code = read_ptr((const char *)obj + layout->coro_frame, layout->code);
     return code && Py_TYPE(code) == code_type_obj ? code : NULL;
+}
+
+/* Signal-safe: plain loads only. The frames of a thread interrupted by a
+ * signal are consistent except in the few instructions that push or pop
+ * one; the checks below catch most of that, and the sampler runs this under
+ * a fault guard for the rest. */
+int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max, uint64_t *entry, int *truncated) {
+    *entry = 0;
+    *truncated = 0;
+    if (!layout || !ts) return -1;
+    const void *holder = layout->tstate_cframe >= 0 ? read_ptr(ts, layout->tstate_cframe) : ts;
+    if (!holder) return -1;
+    const char *frame = read_ptr(holder, layout->current_frame);
+    int n = 0;
+    for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
+        if (layout->minor >= 12 && *(const char *)(frame + layout->owner) == OWNER_CSTACK) {
+            if (n > 0 && n <= 64) *entry |= 1ull << (n - 1);
+        } else {
+            if (n == max) {
+                *truncated = 1;
+                return n;
+            }
+            PyObject *code = read_ptr(frame, layout->code);
+            if (!code || Py_TYPE(code) != code_type_obj) return -1;
+            Py_ssize_t units;
+            memcpy(&units, (const char *)code + sizeof(PyObject), sizeof units);
+            codes[n] = (uint64_t)(uintptr_t)code;
+            offsets[n] = (uint32_t)offset_of(code, read_ptr(frame, layout->instr), units * 2);
+            if (layout->is_entry >= 0 && *(const char *)(frame + layout->is_entry) && n < 64) *entry |= 1ull << n;
+            n++;
+        }
+        frame = read_ptr(frame, layout->previous);
+    }
+    return n;
 }
 
 int pyframes_walk_current(pyframes_visit fn, void *arg) {

@@ -10,6 +10,8 @@
 #ifndef ASTRACE_PYFRAMES_H
 #define ASTRACE_PYFRAMES_H
 
+#include <stdint.h>
+
 #include "pyhead.h"
 
 /* hexversion: sys.hexversion; code_type: types.CodeType (its basicsize is
@@ -32,5 +34,13 @@ PyObject *pyframes_coro_code(PyObject *obj);
  * the stack, or -1 when the frames cannot be read this way. */
 typedef int (*pyframes_visit)(PyObject *code, int offset, void *arg);
 int pyframes_walk_current(pyframes_visit fn, void *arg);
+
+/* For the sampler's signal handler (async-signal-safe, no Python API):
+ * the frames of thread state `ts`, innermost first, into codes[] (code
+ * object addresses) and offsets[] (instruction byte offsets, UINT32_MAX
+ * unknown), at most `max`. Bit i of *entry marks frame i as the
+ * outermost Python frame of one C-level call of the eval loop. Returns the depth, or -1 when
+ * the frames cannot be read. */
+int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max, uint64_t *entry, int *truncated);
 
 #endif

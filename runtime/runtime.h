@@ -10,6 +10,10 @@
  *   pyframes.c reads CPython's interpreter frames (per-version layout).
  *   code_info.c  per-code-object facts (qualname, user code or stdlib) and
  *              "file:line" strings, cached.
+ *   sampler.c  per-thread timers and the signal handler that takes stack
+ *              samples into each thread's sample ring.
+ *   py_layout.c  finds where code objects and strings keep what the
+ *              recorder reads to name sampled frames.
  *   module.c   the Python-facing module: start(), stop(), thread_started().
  *
  * The runtime is built against CPython's limited API (3.11), so one binary
@@ -18,8 +22,12 @@
 #ifndef ASTRACE_RUNTIME_H
 #define ASTRACE_RUNTIME_H
 
+#include <setjmp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include <signal.h>
 
 #include "astrace/ring.h"
 
@@ -28,6 +36,7 @@ struct rt_config {
     uint64_t ring_size;
     uint32_t ring_count;
     uint64_t strings_capacity;
+    uint64_t sample_ring_size; /* 0: no sample rings */
 };
 
 /* Per-thread producer state. `generation` is compared with the segment
@@ -39,10 +48,18 @@ struct rt_thread {
     int loop_depth;      /* >0 while inside BaseEventLoop._run_once */
     void *current_task;  /* the task whose step runs on this thread, or NULL */
     int64_t current_lag; /* lag of the callback running on this thread, 0 if none */
+    /* Sampler (sampler.c): this thread's sample ring and Python thread state. */
+    int has_samples;
+    struct astrace_ring samples;
+    void *tstate; /* PyThreadState* */
+    volatile sig_atomic_t in_sample;
+    uint64_t cpu_mark; /* cpu mode: thread CPU time sampled up to */
+    sigjmp_buf fault_jump;
 };
 
 extern _Thread_local struct rt_thread rt_tls;
-extern _Atomic uint32_t rt_generation; /* 0 = not recording */
+extern _Atomic uint32_t rt_generation;    /* 0 = not recording */
+extern struct astrace_seg_header *rt_seg; /* this process's segment, NULL if none */
 /* After fork(), until the child's first record makes its own segment. */
 #define RT_GENERATION_FORK_PENDING UINT32_MAX
 
@@ -54,6 +71,20 @@ int rt_thread_claim(void);                         /* 0 on success, -1 if no rin
 void rt_thread_set_name(const char *name);         /* sets the name on this thread's ring */
 uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be stored */
 void rt_count_no_ring_drop(void);
+
+/* sampler.c */
+int rt_sampler_start(int rate_hz, int cpu, int native, int signo, char *err, size_t errlen);
+int rt_sampler_native(void);
+/* Arms the calling thread's timer; call with the thread's PyThreadState. */
+void rt_sampler_thread_start(uint32_t ring_index, void *tstate);
+void rt_sampler_thread_stop(uint32_t ring_index);
+void rt_sampler_stop(void);
+void rt_sampler_after_fork(void);
+void *rt_python_thread_state(void); /* module.c: the calling thread's PyThreadState, or NULL */
+
+/* py_layout.c (PyObject* arguments) */
+int rt_py_layout_probe(struct astrace_py_layout *out, void *probe_code, void *probe_strings, void *call_ops, char *err,
+                       size_t errlen);
 
 /* names.c */
 enum rt_callback_kind { RT_CB_PLAIN = 0, RT_CB_TASK_STEP = 1 };

@@ -23,7 +23,7 @@
 _Thread_local struct rt_thread rt_tls;
 _Atomic uint32_t rt_generation;
 
-static struct astrace_seg_header *seg;
+struct astrace_seg_header *rt_seg;
 static size_t seg_len;
 static struct rt_config cfg;
 static char session_dir[4096];
@@ -34,14 +34,16 @@ static atomic_flag strings_lock = ATOMIC_FLAG_INIT;
 static _Atomic uint32_t segment_serial;
 
 static struct astrace_ring_header *ring_header(uint32_t i) {
-    return (struct astrace_ring_header *)((uint8_t *)seg + seg->rings_offset) + i;
+    return (struct astrace_ring_header *)((uint8_t *)rt_seg + rt_seg->rings_offset) + i;
 }
 
 static void release_ring(void *value) {
     struct astrace_ring_header *rh = value;
     /* Only release rings of the live segment; a stale pointer after fork or
      * stop belongs to a mapping that may be gone. */
-    if (!seg || rt_tls.generation != atomic_load(&rt_generation)) return;
+    if (!rt_seg || rt_tls.generation != atomic_load(&rt_generation)) return;
+    rt_sampler_thread_stop(rh->index);
+    rt_tls.has_samples = 0;
     uint32_t owned = ASTRACE_RING_OWNED;
     atomic_compare_exchange_strong(&rh->state, &owned, ASTRACE_RING_RETIRED);
 }
@@ -60,7 +62,8 @@ static uint64_t clock_ns(clockid_t id) {
  * `like` when given (the parent's segment, after fork). */
 static int create_segment(const struct astrace_seg_header *like, const char *pyver, int32_t hexversion, const char *exe,
                           const char *cmdline, uint32_t cmdline_len, char *err, size_t errlen) {
-    uint64_t total = astrace_seg_total_size(cfg.ring_count, cfg.ring_size, cfg.strings_capacity);
+    uint64_t base = astrace_seg_total_size(cfg.ring_count, cfg.ring_size, cfg.strings_capacity);
+    uint64_t total = base + astrace_seg_sample_size(cfg.ring_count, cfg.sample_ring_size);
     char tmp[4200], final[4200];
     uint32_t serial = atomic_fetch_add(&segment_serial, 1);
     int pid = getpid();
@@ -97,6 +100,12 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
         h->rings_offset + (((uint64_t)cfg.ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL);
     h->strings_offset = h->ring_data_offset + (uint64_t)cfg.ring_count * cfg.ring_size;
     h->strings_capacity = cfg.strings_capacity;
+    if (cfg.sample_ring_size) {
+        h->sample_ring_size = cfg.sample_ring_size;
+        h->sample_rings_offset = base;
+        h->sample_data_offset =
+            base + (((uint64_t)cfg.ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL);
+    }
     h->start_boottime_ns = clock_ns(CLOCK_BOOTTIME);
     h->start_realtime_ns = clock_ns(CLOCK_REALTIME);
     if (like) {
@@ -105,6 +114,9 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
         memcpy(h->executable, like->executable, sizeof h->executable);
         h->cmdline_len = like->cmdline_len;
         memcpy(h->cmdline, like->cmdline, sizeof h->cmdline);
+        h->sample_rate_hz = like->sample_rate_hz;
+        h->sample_flags = like->sample_flags;
+        memcpy(&h->py, &like->py, sizeof h->py);
     } else {
         h->python_hexversion = hexversion;
         snprintf(h->python_version, sizeof h->python_version, "%s", pyver);
@@ -116,6 +128,10 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
     for (uint32_t i = 0; i < cfg.ring_count; i++) {
         struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
         rh->index = i;
+        if (cfg.sample_ring_size) {
+            rh = (struct astrace_ring_header *)((uint8_t *)h + h->sample_rings_offset) + i;
+            rh->index = i;
+        }
     }
     atomic_store(&h->state, ASTRACE_SEG_ACTIVE);
     if (rename(tmp, final) != 0) {
@@ -124,7 +140,7 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
         unlink(tmp);
         return -1;
     }
-    seg = h;
+    rt_seg = h;
     seg_len = total;
     /* Generation 0 means "off" and the top value "fork pending"; skip both. */
     uint32_t gen = last_generation + 1;
@@ -142,11 +158,13 @@ static struct astrace_seg_header *fork_template;
 static size_t fork_template_len;
 
 static void after_fork_child(void) {
-    if (!seg) return;
+    rt_sampler_after_fork();
+    rt_tls.has_samples = 0;
+    if (!rt_seg) return;
     if (fork_template) munmap(fork_template, fork_template_len); /* fork of a fork that never recorded */
-    fork_template = seg;
+    fork_template = rt_seg;
     fork_template_len = seg_len;
-    seg = NULL;
+    rt_seg = NULL;
     atomic_store(&rt_generation, RT_GENERATION_FORK_PENDING);
 }
 
@@ -163,7 +181,7 @@ static void create_forked_segment(void) {
 int rt_segment_start(const struct rt_config *c, const char *python_version, int32_t hexversion, const char *executable,
                      const char *cmdline, uint32_t cmdline_len, char *err, size_t errlen) {
     static int atfork_done;
-    if (seg) {
+    if (rt_seg) {
         snprintf(err, errlen, "already recording");
         return -1;
     }
@@ -180,9 +198,10 @@ int rt_segment_start(const struct rt_config *c, const char *python_version, int3
 
 void rt_segment_stop(void) {
     if (atomic_load(&rt_generation) == RT_GENERATION_FORK_PENDING) atomic_store(&rt_generation, 0);
-    if (!seg) return;
+    if (!rt_seg) return;
     atomic_store(&rt_generation, 0);
-    atomic_store(&seg->state, ASTRACE_SEG_FINISHED);
+    rt_sampler_stop();
+    atomic_store(&rt_seg->state, ASTRACE_SEG_FINISHED);
     /* The mapping stays: a thread may still be inside a hook. The recorder
      * drains and unlinks the file. */
 }
@@ -198,9 +217,10 @@ int rt_thread_claim(void) {
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_acquire);
     rt_tls.generation = gen;
     rt_tls.has_ring = 0;
+    rt_tls.has_samples = 0;
     rt_tls.loop_depth = 0;
-    if (gen == 0 || !seg) return -1;
-    for (uint32_t i = 0; i < seg->ring_count; i++) {
+    if (gen == 0 || !rt_seg) return -1;
+    for (uint32_t i = 0; i < rt_seg->ring_count; i++) {
         struct astrace_ring_header *rh = ring_header(i);
         uint32_t expect = ASTRACE_RING_FREE;
         if (!atomic_compare_exchange_strong(&rh->state, &expect, ASTRACE_RING_OWNED)) continue;
@@ -208,10 +228,18 @@ int rt_thread_claim(void) {
         memcpy(rh->thread_name, inherited_name, sizeof rh->thread_name);
         atomic_fetch_add_explicit(&rh->generation, 1, memory_order_release);
         rt_tls.ring.hdr = rh;
-        rt_tls.ring.data = (uint8_t *)seg + seg->ring_data_offset + (uint64_t)i * seg->ring_size;
-        rt_tls.ring.size = seg->ring_size;
+        rt_tls.ring.data = (uint8_t *)rt_seg + rt_seg->ring_data_offset + (uint64_t)i * rt_seg->ring_size;
+        rt_tls.ring.size = rt_seg->ring_size;
         rt_tls.has_ring = 1;
+        if (rt_seg->sample_ring_size) {
+            rt_tls.samples.hdr = (struct astrace_ring_header *)((uint8_t *)rt_seg + rt_seg->sample_rings_offset) + i;
+            rt_tls.samples.data =
+                (uint8_t *)rt_seg + rt_seg->sample_data_offset + (uint64_t)i * rt_seg->sample_ring_size;
+            rt_tls.samples.size = rt_seg->sample_ring_size;
+            rt_tls.has_samples = 1;
+        }
         pthread_setspecific(ring_key, rh);
+        rt_sampler_thread_start(i, rt_python_thread_state());
         return 0;
     }
     return -1;
@@ -233,27 +261,27 @@ void rt_thread_set_name(const char *name) {
 }
 
 uint32_t rt_string_add(const char *s, size_t len) {
-    if (!seg) return 0;
+    if (!rt_seg) return 0;
     if (len > 4096) len = 4096;
     uint64_t need = (4 + len + 3) & ~3ULL;
     while (atomic_flag_test_and_set_explicit(&strings_lock, memory_order_acquire)) {
     }
-    uint64_t used = atomic_load_explicit(&seg->strings_used, memory_order_relaxed);
+    uint64_t used = atomic_load_explicit(&rt_seg->strings_used, memory_order_relaxed);
     uint32_t id = 0;
-    if (used + need <= seg->strings_capacity && used + 1 < UINT32_MAX) {
-        uint8_t *at = (uint8_t *)seg + seg->strings_offset + used;
+    if (used + need <= rt_seg->strings_capacity && used + 1 < UINT32_MAX) {
+        uint8_t *at = (uint8_t *)rt_seg + rt_seg->strings_offset + used;
         uint32_t l32 = (uint32_t)len;
         memcpy(at, &l32, 4);
         memcpy(at + 4, s, len);
-        atomic_store_explicit(&seg->strings_used, used + need, memory_order_release);
+        atomic_store_explicit(&rt_seg->strings_used, used + need, memory_order_release);
         id = (uint32_t)used + 1;
     } else {
-        atomic_fetch_add_explicit(&seg->strings_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt_seg->strings_dropped, 1, memory_order_relaxed);
     }
     atomic_flag_clear_explicit(&strings_lock, memory_order_release);
     return id;
 }
 
 void rt_count_no_ring_drop(void) {
-    if (seg) atomic_fetch_add_explicit(&seg->dropped_no_ring, 1, memory_order_relaxed);
+    if (rt_seg) atomic_fetch_add_explicit(&rt_seg->dropped_no_ring, 1, memory_order_relaxed);
 }

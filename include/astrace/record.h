@@ -28,6 +28,8 @@ enum astrace_rec_type {
     /* Loop health (issue 5). */
     ASTRACE_REC_GC_BEGIN, /* a0 = generation */
     ASTRACE_REC_GC_END,   /* a0 = objects collected */
+    /* Sampler (issue 4), only in sample rings. */
+    ASTRACE_REC_SAMPLE, /* struct astrace_rec_sample */
     ASTRACE_REC_TYPE_COUNT
 };
 
@@ -96,6 +98,31 @@ struct astrace_rec_task_step_end {
     /* char text[text_len], then padding to 8 */
 };
 
+/* One stack sample, taken by the sampler's signal handler on the sampled
+ * thread. Follows: uint64_t code[py_depth] (code object addresses, innermost
+ * first), uint32_t offset[py_depth] (byte offset of the instruction each
+ * frame is at, -1 unknown) padded to 8, then uint64_t ip[native_depth]
+ * (return addresses, innermost first; the first is the interrupted pc).
+ * Bit i of `entry` (i < 64) marks Python frame i as the outermost frame of
+ * one C-level call of the eval loop: the native frames of the eval loop are
+ * replaced, outermost last, by these groups when the stacks are merged. */
+struct astrace_rec_sample {
+    struct astrace_rec_hdr h; /* ts: when the signal was handled */
+    uint16_t py_depth;
+    uint16_t native_depth;
+    uint16_t flags; /* ASTRACE_SAMPLE_TRUNCATED: the Python stack was deeper */
+    uint16_t reserved;
+    uint64_t entry;
+};
+
+enum astrace_sample_rec_flags {
+    ASTRACE_SAMPLE_TRUNCATED = 1,
+};
+
+#define ASTRACE_SAMPLE_MAX_PY 128
+#define ASTRACE_SAMPLE_MAX_NATIVE 128
+
+_Static_assert(sizeof(struct astrace_rec_sample) == 32, "record layout");
 _Static_assert(sizeof(struct astrace_rec_hdr) == 16, "record header layout");
 _Static_assert(sizeof(struct astrace_rec_task_create) == 48, "record layout");
 _Static_assert(sizeof(struct astrace_rec_callback) == 32, "record layout");

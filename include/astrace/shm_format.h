@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define ASTRACE_SHM_MAGIC 0x3147455354534141ULL /* "AASTSEG1" little-endian */
-#define ASTRACE_SHM_VERSION 1u
+#define ASTRACE_SHM_VERSION 2u
 
 #define ASTRACE_THREAD_NAME_MAX 64
 #define ASTRACE_TEXT_MAX 1024
@@ -65,6 +65,35 @@ struct astrace_ring_header {
     uint8_t pad2[56];
 };
 
+/* Sampler settings in the segment header. */
+enum astrace_sample_flags {
+    ASTRACE_SAMPLE_CPU = 1,    /* CPU-time timers: only threads on CPU are sampled */
+    ASTRACE_SAMPLE_NATIVE = 2, /* samples carry native return addresses too */
+};
+
+/* Where CPython keeps what the recorder needs to name a sampled frame, found
+ * by the runtime at start by probing real objects (so no per-version table
+ * is needed here). The recorder reads the objects with process_vm_readv.
+ * Offsets are in bytes from the object's start; 0 = unknown. */
+struct astrace_py_layout {
+    _Atomic uint32_t ready; /* 1 once the fields below are filled */
+    uint32_t reserved0;
+    uint64_t code_type;     /* address of types.CodeType */
+    uint32_t code_filename; /* PyCodeObject fields holding object pointers */
+    uint32_t code_qualname;
+    uint32_t code_linetable;    /* bytes, 3.11+ location table */
+    uint32_t code_firstlineno;  /* int field */
+    uint32_t code_instructions; /* where the instructions start (CodeType.__basicsize__) */
+    uint32_t code_size_field;   /* Py_SIZE: number of 2-byte code units */
+    uint32_t bytes_data;        /* PyBytesObject: ob_sval */
+    uint32_t str_length;        /* PyASCIIObject: length */
+    uint32_t str_state;         /* PyASCIIObject: state bitfield (first byte) */
+    uint32_t str_ascii_data;    /* compact ASCII data */
+    uint32_t str_compact_data;  /* compact non-ASCII data (kind 1/2/4 bytes per char) */
+    uint32_t reserved1;
+    uint8_t call_ops[32]; /* bitmap of opcodes (specialized too) that call */
+};
+
 struct astrace_seg_header {
     uint64_t magic;
     uint32_t version;
@@ -90,6 +119,18 @@ struct astrace_seg_header {
     /* NUL-separated argv (sys.orig_argv when available), length in cmdline_len */
     uint32_t cmdline_len;
     char cmdline[4 * ASTRACE_TEXT_MAX];
+    /* Stack samples (version 2). Thread i's samples go to sample ring i,
+     * whose header and data follow the string table; the sampler's signal
+     * handler is its only producer. Its state field is unused: the sample
+     * ring lives and dies with event ring i (the recorder frees ring i only
+     * once both are drained). sample_ring_size 0 = no sampler. */
+    uint64_t sample_ring_size;           /* bytes of data per sample ring (power of two) */
+    uint64_t sample_rings_offset;        /* offset of the sample ring header array */
+    uint64_t sample_data_offset;         /* offset of sample ring 0's data */
+    uint32_t sample_rate_hz;             /* as configured; 0 = sampler off */
+    uint32_t sample_flags;               /* ASTRACE_SAMPLE_* */
+    _Atomic uint64_t samples_unreadable; /* signals whose Python stack could not be read */
+    struct astrace_py_layout py;         /* how the recorder reads code objects (valid once py.ready) */
 };
 
 _Static_assert(sizeof(struct astrace_ring_header) == 256, "ring header layout");
@@ -100,10 +141,19 @@ struct astrace_string_entry {
     char bytes[];
 };
 
+/* Bytes of a segment up to the end of its string table. */
 static inline uint64_t astrace_seg_total_size(uint32_t ring_count, uint64_t ring_size, uint64_t strings_capacity) {
     uint64_t hdr = (sizeof(struct astrace_seg_header) + 4095) & ~4095ULL;
     uint64_t rings = ((uint64_t)ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL;
     return hdr + rings + (uint64_t)ring_count * ring_size + strings_capacity;
+}
+
+/* Bytes the sample rings add after the string table (strings_capacity is
+ * kept a multiple of 4096). */
+static inline uint64_t astrace_seg_sample_size(uint32_t ring_count, uint64_t sample_ring_size) {
+    if (!sample_ring_size) return 0;
+    uint64_t rings = ((uint64_t)ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL;
+    return rings + (uint64_t)ring_count * sample_ring_size;
 }
 
 #endif

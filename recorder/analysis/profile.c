@@ -314,6 +314,21 @@ static void on_instant(void *ctx, const struct trace_instant *in, const struct t
     }
 }
 
+/* A function's identity across traces: astrace names Python frames
+ * "qualname (file:line)"; the line is dropped so that a function is one row
+ * whichever of its lines the samples landed on. */
+static const char *function_key(const char *frame, char *out, size_t cap) {
+    size_t n = strlen(frame);
+    if (n < 4 || frame[n - 1] != ')' || n >= cap) return frame;
+    size_t digits = n - 1;
+    while (digits > 0 && frame[digits - 1] >= '0' && frame[digits - 1] <= '9') digits--;
+    if (digits == n - 1 || digits == 0 || frame[digits - 1] != ':' || !strstr(frame, " (")) return frame;
+    memcpy(out, frame, digits - 1);
+    out[digits - 1] = ')';
+    out[digits] = 0;
+    return out;
+}
+
 static void on_sample(void *ctx, const struct trace_sample *s) {
     struct profile *p = ctx;
     if (!s->nframes) {
@@ -321,9 +336,10 @@ static void on_sample(void *ctx, const struct trace_sample *s) {
         return;
     }
     p->samples++;
-    fn_of(p, s->frames[s->nframes - 1].function)->self++;
+    char key[1024];
+    fn_of(p, function_key(s->frames[s->nframes - 1].function, key, sizeof key))->self++;
     for (size_t i = 0; i < s->nframes; i++) {
-        struct fn_stats *f = fn_of(p, s->frames[i].function);
+        struct fn_stats *f = fn_of(p, function_key(s->frames[i].function, key, sizeof key));
         if (f->last_sample == p->samples) continue; /* recursion: once per sample */
         f->last_sample = p->samples;
         f->total++;

@@ -49,6 +49,19 @@ static void record_usage(FILE *out) {
           "                         a full ring drops events and counts them\n"
           "      --no-tasks         record loop iterations and callbacks only, no task tracks\n"
           "      --no-counters      no loop lag, ready queue, live tasks, RSS or GC counters/slices\n"
+          "\n"
+          "stack sampler (every thread of every traced process, timers delivering a signal):\n"
+          "      --rate HZ          samples per second per thread, 1-10000 (default 1000)\n"
+          "      --mode MODE        wall (default): every thread, running or blocked, so time\n"
+          "                         in time.sleep or select shows; cpu: threads on CPU only\n"
+          "      --native           add native frames (C extensions, libpython, libc) through\n"
+          "                         libunwind, merged with the Python frames\n"
+          "      --no-sampler       no stack samples\n"
+          "      --signal SIG       signal the sampler uses (default SIGPROF; a number or name,\n"
+          "                         e.g. SIGRTMIN+3); pick another if the program uses SIGPROF.\n"
+          "                         If it installs a handler for it anyway, sampling stops\n"
+          "                         in that process and a note says so\n"
+          "\n"
           "      --slow-callback-ms N  mark callbacks and loop iterations busy this long (default\n"
           "                         100, like asyncio's debug mode; 0 = off)\n"
           "  -q, --quiet            no progress or summary lines on stderr (progress: every 10 s\n"
@@ -179,6 +192,34 @@ static void warn_unreachable_python(char **cmd) {
     }
 }
 
+/* A signal the sampler may use: a number, SIGNAME/NAME, or SIGRTMIN+N;
+ * -1 for one that cannot be caught or is the recorder's own business. */
+static int parse_signal(const char *text) {
+    const char *name = strncmp(text, "SIG", 3) ? text : text + 3;
+    char *end;
+    int signo = -1;
+    if (*name >= '0' && *name <= '9') {
+        long v = strtol(name, &end, 10);
+        signo = *end ? -1 : (int)v;
+    } else if (!strncmp(name, "RTMIN", 5)) {
+        long off = name[5] == '+' ? strtol(name + 6, &end, 10) : 0;
+        if (name[5] && (name[5] != '+' || *end)) return -1;
+        signo = SIGRTMIN + (int)off;
+    } else {
+        static const struct {
+            const char *name;
+            int signo;
+        } names[] = {{"PROF", SIGPROF}, {"VTALRM", SIGVTALRM}, {"ALRM", SIGALRM}, {"USR1", SIGUSR1},
+                     {"USR2", SIGUSR2}, {"PWR", SIGPWR},       {"URG", SIGURG}};
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+            if (!strcmp(name, names[i].name)) signo = names[i].signo;
+    }
+    if (signo <= 0 || signo > SIGRTMAX || signo == SIGKILL || signo == SIGSTOP || signo == SIGSEGV || signo == SIGBUS ||
+        signo == SIGCHLD || signo == SIGINT || signo == SIGTERM || signo == SIGHUP)
+        return -1;
+    return signo;
+}
+
 /* Numbers for benchmarks: what was recorded and what recording cost here. */
 static void write_stats(const char *path, const struct session *sess, const struct encoder *enc,
                         const struct trace_file *tf, uint64_t dropped, uint64_t wall_start) {
@@ -193,10 +234,12 @@ static void write_stats(const char *path, const struct session *sess, const stru
     fprintf(f,
             "{\"records\": %llu, \"trace_events\": %llu, \"events_dropped\": %llu, \"processes\": %u, "
             "\"trace_bytes\": %llu, \"uncompressed_bytes\": %llu, \"packets\": %llu, \"bundles\": %llu, "
+            "\"samples\": %llu, \"samples_dropped\": %llu, \"samples_unreadable\": %llu, "
             "\"recorder_cpu_s\": %.6f, \"wall_s\": %.6f}\n",
             (unsigned long long)sess->records, (unsigned long long)enc->events, (unsigned long long)dropped,
             sess->processes, (unsigned long long)tf->bytes_out, (unsigned long long)tf->bytes_in,
-            (unsigned long long)tf->packets, (unsigned long long)tf->bundles, cpu,
+            (unsigned long long)tf->packets, (unsigned long long)tf->bundles, (unsigned long long)enc->samples,
+            (unsigned long long)enc->samples_dropped, (unsigned long long)enc->samples_unreadable, cpu,
             (now_monotonic_ns() - wall_start) / 1e9);
     fclose(f);
 }
@@ -215,10 +258,16 @@ int cmd_record(int argc, char **argv) {
         {"no-tasks", no_argument, 0, 'T'},
         {"no-counters", no_argument, 0, 'C'},
         {"slow-callback-ms", required_argument, 0, 'S'},
+        {"rate", required_argument, 0, 'R'},
+        {"mode", required_argument, 0, 'M'},
+        {"native", no_argument, 0, 'N'},
+        {"no-sampler", no_argument, 0, 'P'},
+        {"signal", required_argument, 0, 'G'},
         {0, 0, 0, 0},
     };
     const char *output = NULL, *stats_path = NULL;
     int force = 0, quiet = 0, tasks = 1, counters = 1;
+    int rate = 1000, cpu_mode = 0, native = 0, sample_signal = SIGPROF;
     double slow_ms = 100;
     enum trace_compression comp = TRACE_COMPRESS_ZSTD;
     uint64_t ring_size = DEFAULT_RING_SIZE;
@@ -254,6 +303,34 @@ int cmd_record(int argc, char **argv) {
             }
             break;
         }
+        case 'R': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 10000) {
+                warnx_("--rate must be a number of samples per second between 1 and 10000, not '%s'", optarg);
+                return 2;
+            }
+            rate = (int)v;
+            break;
+        }
+        case 'M':
+            if (!strcmp(optarg, "wall") || !strcmp(optarg, "cpu")) {
+                cpu_mode = !strcmp(optarg, "cpu");
+            } else {
+                warnx_("--mode must be wall or cpu, not '%s'", optarg);
+                return 2;
+            }
+            break;
+        case 'N': native = 1; break;
+        case 'P': rate = 0; break;
+        case 'G':
+            if ((sample_signal = parse_signal(optarg)) <= 0) {
+                warnx_("--signal must be a signal a program can catch (SIGPROF, SIGRTMIN+N, SIGUSR2, a "
+                       "number), not '%s'",
+                       optarg);
+                return 2;
+            }
+            break;
         case 'h': record_usage(stdout); return 0;
         default: record_usage(stderr); return 2;
         }
@@ -296,6 +373,10 @@ int cmd_record(int argc, char **argv) {
     sess.exit_status_of = exit_status_of;
     warn_unreachable_python(cmd);
 
+    char sampler_desc[64] = "off";
+    if (rate)
+        snprintf(sampler_desc, sizeof sampler_desc, "%d Hz %s%s, signal %d", rate, cpu_mode ? "cpu" : "wall",
+                 native ? " native" : "", sample_signal);
     struct encoder enc;
     encoder_init(&enc, &tf);
     enc.counters = counters;
@@ -308,6 +389,7 @@ int cmd_record(int argc, char **argv) {
         .start_boottime_ns = now_boottime_ns(),
         .ring_size = ring_size,
         .tasks = tasks,
+        .sampler = sampler_desc,
     };
     encoder_begin_session(&enc, &info);
 
@@ -328,6 +410,13 @@ int cmd_record(int argc, char **argv) {
     setenv("ASTRACE_RING_SIZE", rs, 1);
     setenv("ASTRACE_TASKS", tasks ? "1" : "0", 1);
     setenv("ASTRACE_COUNTERS", counters ? "1" : "0", 1);
+    char num[32];
+    snprintf(num, sizeof num, "%d", rate);
+    setenv("ASTRACE_SAMPLE_RATE", num, 1);
+    setenv("ASTRACE_SAMPLE_MODE", cpu_mode ? "cpu" : "wall", 1);
+    setenv("ASTRACE_SAMPLE_NATIVE", native ? "1" : "0", 1);
+    snprintf(num, sizeof num, "%d", sample_signal);
+    setenv("ASTRACE_SAMPLE_SIGNAL", num, 1);
 
     sigset_t handled, old_mask;
     sigemptyset(&handled);
@@ -418,9 +507,19 @@ int cmd_record(int argc, char **argv) {
             warnx_("no Python process was traced: %s did not start a CPython 3.11+ that loaded astrace "
                    "(not a Python program, or Python run with -I/-E/-S)",
                    cmd[0]);
-        fprintf(stderr, "astrace: wrote %s (%.1f KiB, %llu events from %u process%s, %llu dropped); %s %s\n", output,
-                tf.bytes_out / 1024.0, (unsigned long long)sess.records, sess.processes,
-                sess.processes == 1 ? "" : "es", (unsigned long long)dropped, cmd[0], how);
+        uint64_t events = sess.records > enc.samples ? sess.records - enc.samples : 0;
+        fprintf(stderr,
+                "astrace: wrote %s (%.1f KiB, %llu events and %llu stack samples from %u process%s, %llu dropped); "
+                "%s %s\n",
+                output, tf.bytes_out / 1024.0, (unsigned long long)events, (unsigned long long)enc.samples,
+                sess.processes, sess.processes == 1 ? "" : "es", (unsigned long long)dropped, cmd[0], how);
+        if (enc.samples_dropped)
+            warnx_("%llu stack samples were dropped because a sample ring was full (ASTRACE_SAMPLE_RING_SIZE, "
+                   "default 1M per thread, or a lower --rate)",
+                   (unsigned long long)enc.samples_dropped);
+        if (enc.samples_unreadable)
+            warnx_("%llu stack samples were skipped: the stack could not be read at that moment",
+                   (unsigned long long)enc.samples_unreadable);
         if (dropped)
             warnx_("%llu events were dropped because a ring was full; try a larger --buffer-size",
                    (unsigned long long)dropped);

@@ -47,8 +47,16 @@ static int valid_header(const struct astrace_seg_header *h, size_t len) {
     if (len < sizeof *h || h->magic != ASTRACE_SHM_MAGIC || h->version != ASTRACE_SHM_VERSION) return 0;
     if (h->header_size != sizeof *h || h->ring_count == 0 || h->ring_count > 4096) return 0;
     if (h->ring_size < 4096 || (h->ring_size & (h->ring_size - 1))) return 0;
-    uint64_t want = astrace_seg_total_size(h->ring_count, h->ring_size, h->strings_capacity);
-    if (want != len) return 0;
+    uint64_t base = astrace_seg_total_size(h->ring_count, h->ring_size, h->strings_capacity);
+    if (h->sample_ring_size) {
+        if (h->sample_ring_size < 4096 || (h->sample_ring_size & (h->sample_ring_size - 1))) return 0;
+        if (h->sample_rings_offset != base ||
+            h->sample_data_offset < base + (uint64_t)h->ring_count * sizeof(struct astrace_ring_header))
+            return 0;
+        if (h->sample_data_offset + (uint64_t)h->ring_count * h->sample_ring_size != len) return 0;
+    } else if (base != len) {
+        return 0;
+    }
     if (h->strings_offset + h->strings_capacity > len) return 0;
     if (h->rings_offset + (uint64_t)h->ring_count * sizeof(struct astrace_ring_header) > h->ring_data_offset) return 0;
     return 1;
@@ -136,6 +144,12 @@ static void on_record(void *ctx, const struct astrace_rec_hdr *rec) {
     encoder_record(c->proc, c->ring, c->rv->generation, c->rv->tid, c->rv->name, rec);
 }
 
+/* Thread i's sample ring, or NULL when the segment has none. */
+static struct astrace_ring_header *sample_ring_header(const struct astrace_seg_header *h, uint32_t i) {
+    if (!h->sample_ring_size) return NULL;
+    return (struct astrace_ring_header *)((uint8_t *)h + h->sample_rings_offset) + i;
+}
+
 static uint64_t drain_segment(struct session *s, struct seg_view *v) {
     struct astrace_seg_header *h = v->hdr;
     uint64_t moved = 0;
@@ -156,14 +170,23 @@ static uint64_t drain_segment(struct session *s, struct seg_view *v) {
         struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
         struct drain_ctx ctx = {v->proc, i, rv};
         long n = astrace_ring_drain(&ring, on_record, &ctx, 1L << 30);
-        if (n < 0) {
+        /* Then the same thread's stack samples. */
+        struct astrace_ring_header *sh = sample_ring_header(h, i);
+        long ns = 0;
+        if (sh && n >= 0) {
+            struct astrace_ring samples = {sh, (uint8_t *)h + h->sample_data_offset + (uint64_t)i * h->sample_ring_size,
+                                           h->sample_ring_size};
+            ns = astrace_ring_drain(&samples, on_record, &ctx, 1L << 30);
+        }
+        if (n < 0 || ns < 0) {
             warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost", h->pid,
                    (long long)rv->tid);
             rv->broken = 1;
             continue;
         }
-        moved += (uint64_t)n;
-        if (state == ASTRACE_RING_RETIRED && atomic_load(&rh->head) == atomic_load(&rh->tail)) {
+        moved += (uint64_t)n + (uint64_t)ns;
+        if (state == ASTRACE_RING_RETIRED && atomic_load(&rh->head) == atomic_load(&rh->tail) &&
+            (!sh || atomic_load(&sh->head) == atomic_load(&sh->tail))) {
             uint32_t retired = ASTRACE_RING_RETIRED;
             atomic_compare_exchange_strong(&rh->state, &retired, ASTRACE_RING_FREE);
         }
@@ -187,6 +210,21 @@ static uint64_t seg_dropped(const struct astrace_seg_header *h) {
         d += atomic_load(&rh->dropped_records);
     }
     return d;
+}
+
+/* Samples refused by full sample rings, and samples whose stack could not
+ * be read, in one segment. */
+static void seg_sample_losses(const struct astrace_seg_header *h, uint64_t *dropped, uint64_t *unreadable) {
+    *unreadable += atomic_load(&((struct astrace_seg_header *)h)->samples_unreadable);
+    for (uint32_t i = 0; h->sample_ring_size && i < h->ring_count; i++)
+        *dropped += atomic_load(&sample_ring_header(h, i)->dropped_records);
+}
+
+void session_sample_losses(const struct session *s, uint64_t *dropped, uint64_t *unreadable) {
+    *dropped = s->samples_dropped;
+    *unreadable = s->samples_unreadable;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (!s->segs[i].done && s->segs[i].hdr) seg_sample_losses(s->segs[i].hdr, dropped, unreadable);
 }
 
 uint64_t session_dropped(const struct session *s) {
@@ -244,8 +282,12 @@ void session_reap(struct session *s, struct encoder *enc, int all) {
         } else {
             snprintf(how, sizeof how, "still running when recording stopped");
         }
-        uint64_t dropped = seg_dropped(v->hdr);
+        uint64_t dropped = seg_dropped(v->hdr), samples_dropped = 0, samples_unreadable = 0;
+        seg_sample_losses(v->hdr, &samples_dropped, &samples_unreadable);
         s->dropped += dropped;
+        s->samples_dropped += samples_dropped;
+        s->samples_unreadable += samples_unreadable;
+        encoder_sample_losses(v->proc, samples_dropped, samples_unreadable);
         encoder_end_process(v->proc, how, dropped);
         v->proc = NULL;
         munmap(v->hdr, v->len);

@@ -23,6 +23,7 @@ struct session {
     size_t nsegs, cap;
     uint64_t records;                                           /* drained, all segments */
     uint64_t dropped;                                           /* records dropped, finished segments */
+    uint64_t samples_dropped, samples_unreadable;               /* sample losses, finished segments */
     uint32_t processes;                                         /* segments seen */
     struct buf notes;                                           /* text of <pid>.note files, NUL-terminated */
     int (*exit_status_of)(pid_t pid, char *out, size_t outlen); /* how a reaped pid ended */
@@ -40,6 +41,9 @@ void session_reap(struct session *s, struct encoder *enc, int all);
 void session_sample_rss(struct session *s);
 /* Sum of drops in live segments plus finished ones. */
 uint64_t session_dropped(const struct session *s);
+/* Stack samples lost so far: refused by full sample rings, or taken on a
+ * stack that could not be read (both counted by the runtime). */
+void session_sample_losses(const struct session *s, uint64_t *dropped, uint64_t *unreadable);
 /* Unmaps everything and removes the directory. */
 void session_destroy(struct session *s);
 

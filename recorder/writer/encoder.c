@@ -304,7 +304,7 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     named_str(&a[1], "command", (char *)cmd.data);
     named_str(&a[2], "compression", info->compression);
     named_uint(&a[3], "start_realtime_ns", info->start_realtime_ns);
-    named_str(&a[4], "sampler", "off");
+    named_str(&a[4], "sampler", info->sampler ? info->sampler : "off");
     named_uint(&a[5], "ring_size_bytes", info->ring_size);
     named_str(&a[6], "clock", "BOOTTIME");
     named_str(&a[7], "tasks", info->tasks ? "on" : "off");
@@ -328,14 +328,17 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
 }
 
 void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t processes, const char *notes) {
-    Astrace__Pb__DebugAnnotation a[5];
-    Astrace__Pb__DebugAnnotation *ap[5];
+    Astrace__Pb__DebugAnnotation a[8];
+    Astrace__Pb__DebugAnnotation *ap[8];
     named_uint(&a[0], "events", e->events);
     named_uint(&a[1], "events_dropped", dropped_total);
     named_uint(&a[2], "processes", processes);
     named_uint(&a[3], "slow_callbacks", e->slow_callbacks);
-    named_str(&a[4], "notes", notes && *notes ? notes : "");
-    for (int i = 0; i < 5; i++) ap[i] = &a[i];
+    named_uint(&a[4], "samples", e->samples);
+    named_uint(&a[5], "samples_dropped", e->samples_dropped);
+    named_uint(&a[6], "samples_unreadable", e->samples_unreadable);
+    named_str(&a[7], "notes", notes && *notes ? notes : "");
+    for (int i = 0; i < 8; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
     ev.has_type = 1;
@@ -343,7 +346,7 @@ void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t pro
     ev.has_track_uuid = 1;
     ev.track_uuid = e->session_track_uuid;
     ev.name = "astrace: summary";
-    ev.n_debug_annotations = notes && *notes ? 5 : 4;
+    ev.n_debug_annotations = notes && *notes ? 8 : 7;
     ev.debug_annotations = ap;
     Astrace__Pb__TracePacket p;
     packet_init(&p, SESSION_SEQ, e->last_ts);
@@ -676,6 +679,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
     Astrace__Pb__DebugAnnotation *ap[2] = {&a[0], &a[1]};
     struct encoder *e = p->enc;
     switch (rec->type) {
+    case ASTRACE_REC_SAMPLE: enc_sample(p, t, rec); break;
     case ASTRACE_REC_LOOP_BEGIN: {
         health_loop_begin(p, t, ts, a0);
         uint64_t track = health_ready_track(t);
@@ -763,6 +767,13 @@ void encoder_rss(struct enc_process *p, uint64_t ts, uint64_t bytes) {
     health_rss(p, ts, bytes);
 }
 
+void encoder_sample_losses(struct enc_process *p, uint64_t dropped, uint64_t unreadable) {
+    p->samples_dropped = dropped;
+    p->samples_unreadable = unreadable;
+    p->enc->samples_dropped += dropped;
+    p->enc->samples_unreadable += unreadable;
+}
+
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records) {
     tasks_end_all(p);
     for (uint32_t i = 0; i < p->nthreads; i++) {
@@ -771,17 +782,21 @@ void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t 
         free(t->end_flows);
         health_free(t);
     }
-    Astrace__Pb__DebugAnnotation a[3];
-    Astrace__Pb__DebugAnnotation *ap[3] = {&a[0], &a[1], &a[2]};
+    Astrace__Pb__DebugAnnotation a[6];
+    Astrace__Pb__DebugAnnotation *ap[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
     named_str(&a[0], "ended", how_ended);
     named_uint(&a[1], "events", p->records);
     named_uint(&a[2], "events_dropped", dropped_records);
+    named_uint(&a[3], "samples", samples_count(p->ext->samples));
+    named_uint(&a[4], "samples_dropped", p->samples_dropped);
+    named_uint(&a[5], "samples_unreadable", p->samples_unreadable);
     enc_emit(p, &(struct enc_event){.track = p->process_uuid,
                                     .ts = p->last_ts,
                                     .type = ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_INSTANT,
                                     .name_iid = IID_PROCESS_END,
                                     .anns = ap,
-                                    .nanns = 3});
+                                    .nanns = p->seg->sample_ring_size ? 6 : 3});
+    samples_free(p->ext->samples);
     tasks_free(p->ext->tasks);
     intern_map_free(p->ext->interned);
     free(p->ext);

@@ -39,7 +39,9 @@ struct encoder {
     uint64_t slow_callbacks;
     uint64_t slowest_ns;
     char slowest_name[200];
-    struct enc_pid *pids; /* pid -> process track uuid (one track per pid) */
+    uint64_t samples;                             /* stack samples written */
+    uint64_t samples_dropped, samples_unreadable; /* lost, as counted by the runtimes */
+    struct enc_pid *pids;                         /* pid -> process track uuid (one track per pid) */
     size_t npids, cap_pids;
 };
 
@@ -55,6 +57,7 @@ struct enc_process {
     uint64_t records;
     uint64_t last_ts;
     uint64_t rss_track; /* process RSS counter, 0 until sampled */
+    uint64_t samples_dropped, samples_unreadable;
 };
 
 struct enc_session_info {
@@ -64,7 +67,8 @@ struct enc_session_info {
     uint64_t start_realtime_ns;
     uint64_t start_boottime_ns;
     uint64_t ring_size;
-    int tasks; /* task tracks recorded */
+    int tasks;           /* task tracks recorded */
+    const char *sampler; /* "1000 Hz wall", "off", ... */
 };
 
 void encoder_init(struct encoder *e, struct trace_file *tf);
@@ -75,6 +79,9 @@ struct enc_process *encoder_add_process(struct encoder *e, const struct astrace_
 /* One record from ring `ring_index` (generation `gen`, owner tid). */
 void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, int64_t tid, const char *thread_name,
                     const struct astrace_rec_hdr *rec);
+/* Stack samples the process lost (full sample rings, unreadable stacks);
+ * call before encoder_end_process, which reports them. */
+void encoder_sample_losses(struct enc_process *p, uint64_t dropped, uint64_t unreadable);
 /* Closes what is open and writes the process summary; frees p. */
 void encoder_end_process(struct enc_process *p, const char *how_ended, uint64_t dropped_records);
 /* A resident-memory reading of the process, taken by the recorder. */

@@ -85,6 +85,7 @@ struct enc_thread {
 
 struct intern_map;
 struct task_table;
+struct sample_state;
 
 /* Interned entries waiting for the next packet of the sequence. */
 struct intern_batch {
@@ -100,7 +101,8 @@ struct enc_process_ext {
     struct intern_map *interned;
     struct intern_batch batch;
     struct task_table *tasks;
-    uint32_t intern_generation; /* bumped each time interning is reset */
+    uint32_t intern_generation;   /* bumped each time interning is reset */
+    struct sample_state *samples; /* samples.c, NULL until the first sample */
 };
 
 /* One event on a track; fields left 0 are omitted. */
@@ -133,8 +135,25 @@ uint64_t enc_name_iid(struct enc_process *p, const char *text);
 uint64_t enc_str_iid(struct enc_process *p, const char *text);
 /* The text of an event-name iid (fixed or interned), "" if unknown. */
 const char *enc_name_text(struct enc_process *p, uint64_t name_iid);
+/* Interning spaces of stack samples, keyed by text like the others; iids
+ * start at 1 in each. *is_new says the caller must define the entry in the
+ * packet that uses it. Reset together with the rest (intern_generation). */
+enum intern_space {
+    INTERN_FUNCTION_NAME,
+    INTERN_MAPPING_PATH,
+    INTERN_MAPPING,
+    INTERN_FRAME,
+    INTERN_CALLSTACK,
+    INTERN_SPACES
+};
+uint64_t enc_intern(struct enc_process *p, enum intern_space space, const char *text, int *is_new);
 void intern_map_free(struct intern_map *m);
 size_t intern_map_size(const struct intern_map *m); /* texts interned, 0 for NULL */
+
+/* samples.c: one ASTRACE_REC_SAMPLE of thread t becomes a PerfSample. */
+void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrace_rec_hdr *rec);
+void samples_free(struct sample_state *s);
+uint64_t samples_count(const struct sample_state *s); /* 0 for NULL */
 
 /* Debug annotations by fixed name iid. */
 static inline Astrace__Pb__DebugAnnotation *enc_ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid) {

@@ -2,7 +2,9 @@
  * annotation string values each get their own iid space (Perfetto scopes
  * iids per sequence and per InternedData field). A text seen for the first
  * time is added to the process's batch, which enc_emit() attaches to the
- * next packet, so every iid is defined in or before the packet that uses it. */
+ * next packet, so every iid is defined in or before the packet that uses it.
+ * The same texts also key the sample spaces (function names, frames,
+ * callstacks, mappings), whose entries samples.c defines itself. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +13,8 @@
 struct intern_entry {
     char *text; /* NULL = empty slot */
     uint64_t hash;
-    uint64_t name_iid, str_iid; /* 0 = not yet interned in that space */
+    uint64_t name_iid, str_iid;   /* 0 = not yet interned in that space */
+    uint64_t iids[INTERN_SPACES]; /* the sample spaces (enc_intern) */
 };
 
 /* Texts live in 1 MiB arena chunks, freed together with the map. */
@@ -25,6 +28,7 @@ struct intern_map {
     struct intern_entry *slots;
     size_t cap, used;
     uint64_t next_name_iid, next_str_iid;
+    uint64_t next_iid[INTERN_SPACES];
     struct arena_chunk *chunks;
     const char **names_by_iid; /* event-name text by iid - ENC_IID_FIRST_DYNAMIC */
     size_t cap_names;
@@ -147,6 +151,14 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text) {
     s->str.len = strlen(e->text);
     b->str_ptrs[b->nstrs++] = s;
     return e->str_iid;
+}
+
+uint64_t enc_intern(struct enc_process *p, enum intern_space space, const char *text, int *is_new) {
+    struct intern_map *m = map_of(p);
+    struct intern_entry *e = lookup(m, text);
+    *is_new = e->iids[space] == 0;
+    if (*is_new) e->iids[space] = ++m->next_iid[space];
+    return e->iids[space];
 }
 
 size_t intern_map_size(const struct intern_map *m) {

@@ -67,7 +67,7 @@ class LoopIterationTests(AstraceTestCase):
                 session = t.session()
                 self.assertEqual(session["command"], f"{py} {self.app('sleep_poll.py')}")
                 self.assertEqual(session["compression"], "zstd")
-                self.assertEqual(session["sampler"], "off")
+                self.assertEqual(session["sampler"], "1000 Hz wall, signal 27")
                 self.assertEqual(session["tasks"], "on")
                 self.assertGreater(session["start_realtime_ns"], 1.6e18)
                 self.assertRegex(session["astrace_version"], r"^\d+\.\d+\.\d+$")

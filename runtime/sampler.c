@@ -1,0 +1,258 @@
+/* The sampler: stack samples of every recording thread.
+ *
+ * Each thread that holds a ring gets a POSIX timer of its own (timer_create
+ * with SIGEV_THREAD_ID) on CLOCK_MONOTONIC. In wall mode every tick is a
+ * sample, whether the thread runs or blocks. In cpu mode a tick is a sample
+ * only once the thread has used another interval's worth of CPU time since
+ * the last one, so samples count CPU time at the full rate (a timer on the
+ * thread's CPU clock would fire at most once per kernel tick, 250 Hz on
+ * common kernels). The timer's signal (SIGPROF unless configured otherwise) runs
+ * on_sample() on that very thread, which reads the thread's Python frames
+ * (pyframes_sample) and, with native sampling on, its return addresses
+ * (libunwind, from the interrupted context), and appends one
+ * ASTRACE_REC_SAMPLE to the thread's sample ring. Code objects are named
+ * later, by the recorder, outside the process.
+ *
+ * Everything on_sample() does is async-signal-safe: plain loads, the
+ * lock-free ring, clock_gettime. Its reads of interpreter memory run under a
+ * fault guard: a SIGSEGV/SIGBUS while a sample is being read jumps back and
+ * the sample is counted as unreadable; any other fault goes to whatever
+ * handler was there before (faulthandler, or the default action).
+ *
+ * The handler is installed with SA_RESTART, so restartable system calls
+ * resume after it; calls that always fail with EINTR (sleep, select, poll)
+ * are retried by CPython itself (PEP 475).
+ */
+#define UNW_LOCAL_ONLY
+#include <errno.h>
+#include <libunwind.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyframes.h"
+#include "runtime.h"
+
+#define MAX_TIMERS 4096
+
+static struct {
+    int on;
+    int signo;
+    int cpu;
+    int native;
+    long interval_ns;
+} sampler;
+
+/* Timer of the thread owning ring i, stored as timer id + 1 (0 = none): a
+ * thread's exit and stop() may race to delete it; the exchange decides. */
+static _Atomic intptr_t timer_of_ring[MAX_TIMERS];
+static _Atomic int threads_sampling; /* handlers inside the guarded reads */
+static struct sigaction previous_segv, previous_bus;
+
+static void count_unreadable(void) {
+    if (rt_seg) atomic_fetch_add_explicit(&rt_seg->samples_unreadable, 1, memory_order_relaxed);
+}
+
+static int native_stack(void *ucontext, uint64_t *ips, int max) {
+    unw_cursor_t cursor;
+    if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0) return 0;
+    int n = 0;
+    do {
+        unw_word_t ip;
+        if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0) break;
+        ips[n++] = ip;
+    } while (n < max && unw_step(&cursor) > 0);
+    return n;
+}
+
+static void take_sample(struct rt_thread *t, void *ucontext) {
+    uint64_t codes[ASTRACE_SAMPLE_MAX_PY], ips[ASTRACE_SAMPLE_MAX_NATIVE];
+    uint32_t offsets[ASTRACE_SAMPLE_MAX_PY];
+    uint64_t entry = 0;
+    int truncated = 0;
+    volatile int npy = -1, nnative = 0;
+    uint64_t ts = rt_now_ns();
+
+    t->in_sample = 1;
+    atomic_fetch_add_explicit(&threads_sampling, 1, memory_order_acq_rel);
+    if (sigsetjmp(t->fault_jump, 0) == 0) {
+        npy = pyframes_sample(t->tstate, codes, offsets, ASTRACE_SAMPLE_MAX_PY, &entry, &truncated);
+        if (sampler.native && npy >= 0) nnative = native_stack(ucontext, ips, ASTRACE_SAMPLE_MAX_NATIVE);
+    } else {
+        npy = -1; /* a read faulted */
+    }
+    atomic_fetch_sub_explicit(&threads_sampling, 1, memory_order_acq_rel);
+    t->in_sample = 0;
+    if (npy < 0) {
+        count_unreadable();
+        return;
+    }
+
+    uint32_t offsets_bytes = ((uint32_t)npy * 4 + 7) & ~7u;
+    uint32_t size =
+        (uint32_t)sizeof(struct astrace_rec_sample) + (uint32_t)npy * 8 + offsets_bytes + (uint32_t)nnative * 8;
+    uint64_t next;
+    uint8_t *at = astrace_ring_reserve(&t->samples, size, &next);
+    if (!at) return; /* counted by the ring */
+    struct astrace_rec_sample *rec = (struct astrace_rec_sample *)at;
+    rec->h.type = ASTRACE_REC_SAMPLE;
+    rec->h.size = (uint16_t)size;
+    rec->h.str0 = 0;
+    rec->h.ts = ts;
+    rec->py_depth = (uint16_t)npy;
+    rec->native_depth = (uint16_t)nnative;
+    rec->flags = truncated ? ASTRACE_SAMPLE_TRUNCATED : 0;
+    rec->reserved = 0;
+    rec->entry = entry;
+    at += sizeof *rec;
+    memcpy(at, codes, (size_t)npy * 8);
+    at += (size_t)npy * 8;
+    memcpy(at, offsets, (size_t)npy * 4);
+    if (offsets_bytes > (uint32_t)npy * 4) memset(at + npy * 4, 0, offsets_bytes - (uint32_t)npy * 4);
+    at += offsets_bytes;
+    memcpy(at, ips, (size_t)nnative * 8);
+    astrace_ring_commit(&t->samples, next);
+}
+
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* cpu mode: whether the thread has used an interval of CPU time since the
+ * last sample (credit carries over, at most one interval's worth). */
+static int used_cpu(struct rt_thread *t) {
+    uint64_t now = thread_cpu_ns(), interval = (uint64_t)sampler.interval_ns;
+    if (now - t->cpu_mark < interval) return 0;
+    t->cpu_mark += interval;
+    if (now - t->cpu_mark > interval) t->cpu_mark = now - interval;
+    return 1;
+}
+
+static void on_sample(int signo, siginfo_t *info, void *ucontext) {
+    (void)signo;
+    int saved_errno = errno;
+    struct rt_thread *t = &rt_tls;
+    /* Only our timers' signals; a kill() of the signal is ignored. */
+    if (info->si_code == SI_TIMER && t->has_samples && !t->in_sample &&
+        t->generation == atomic_load_explicit(&rt_generation, memory_order_relaxed) && (!sampler.cpu || used_cpu(t)))
+        take_sample(t, ucontext);
+    errno = saved_errno;
+}
+
+static void on_fault(int signo, siginfo_t *info, void *ucontext) {
+    if (atomic_load_explicit(&threads_sampling, memory_order_acquire) > 0 && rt_tls.in_sample)
+        siglongjmp(rt_tls.fault_jump, 1);
+    /* Not ours: hand it to the previous disposition. */
+    struct sigaction *prev = signo == SIGSEGV ? &previous_segv : &previous_bus;
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(signo, info, ucontext);
+        return;
+    }
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(signo);
+        return;
+    }
+    /* Default action: restore it; a real fault happens again on return, a
+     * signal sent by kill() is sent again. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(signo, &dfl, NULL);
+    if (info->si_code <= 0) raise(signo);
+}
+
+int rt_sampler_start(int rate_hz, int cpu, int native, int signo, char *err, size_t errlen) {
+    if (sampler.on) return 0;
+    if (rate_hz < 1 || rate_hz > 10000) {
+        snprintf(err, errlen, "sampling rate %d Hz is outside 1-10000", rate_hz);
+        return -1;
+    }
+    if (signo < 1 || signo >= SIGRTMAX || signo == SIGSEGV || signo == SIGBUS || signo == SIGKILL || signo == SIGSTOP) {
+        snprintf(err, errlen, "signal %d cannot be used for sampling", signo);
+        return -1;
+    }
+    struct sigaction current;
+    if (sigaction(signo, NULL, &current) != 0) {
+        snprintf(err, errlen, "signal %d: %s", signo, strerror(errno));
+        return -1;
+    }
+    if ((current.sa_flags & SA_SIGINFO) || (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN)) {
+        snprintf(err, errlen,
+                 "signal %d already has a handler in this process; sampling is off (choose another with "
+                 "astrace record --signal)",
+                 signo);
+        return -1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sample;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(signo, &sa, NULL) != 0) {
+        snprintf(err, errlen, "signal %d: %s", signo, strerror(errno));
+        return -1;
+    }
+    /* The fault guard: SA_NODEFER so that jumping out of it leaves SIGSEGV
+     * unblocked. */
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, &previous_segv);
+    sigaction(SIGBUS, &sa, &previous_bus);
+    if (native) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    sampler.signo = signo;
+    sampler.cpu = cpu;
+    sampler.native = native;
+    sampler.interval_ns = 1000000000L / rate_hz;
+    sampler.on = 1;
+    return 0;
+}
+
+int rt_sampler_native(void) {
+    return sampler.native;
+}
+
+void rt_sampler_thread_start(uint32_t ring_index, void *tstate) {
+    struct rt_thread *t = &rt_tls;
+    if (!sampler.on || !t->has_samples || ring_index >= MAX_TIMERS || !tstate) return;
+    t->tstate = tstate;
+    t->cpu_mark = thread_cpu_ns();
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = sampler.signo;
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    timer_t timer;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0) {
+        count_unreadable();
+        return;
+    }
+    intptr_t old = atomic_exchange(&timer_of_ring[ring_index], (intptr_t)timer + 1);
+    if (old) timer_delete((timer_t)(old - 1));
+    struct itimerspec its;
+    its.it_interval.tv_sec = 0;
+    its.it_interval.tv_nsec = sampler.interval_ns;
+    its.it_value = its.it_interval;
+    timer_settime(timer, 0, &its, NULL);
+}
+
+void rt_sampler_thread_stop(uint32_t ring_index) {
+    if (ring_index >= MAX_TIMERS) return;
+    intptr_t old = atomic_exchange(&timer_of_ring[ring_index], 0);
+    if (old) timer_delete((timer_t)(old - 1));
+}
+
+void rt_sampler_stop(void) {
+    for (uint32_t i = 0; i < MAX_TIMERS; i++) rt_sampler_thread_stop(i);
+}
+
+void rt_sampler_after_fork(void) {
+    /* Timers are not inherited: forget the parent's ids without deleting. */
+    for (uint32_t i = 0; i < MAX_TIMERS; i++) atomic_store(&timer_of_ring[i], 0);
+}

@@ -1,0 +1,171 @@
+"""End to end: the stack sampler. Real programs whose hot spots are known
+(tests/apps/sampled.py), recorded on every CPython found; the samples are
+read back from the trace and checked against the task timeline."""
+import re
+import unittest
+
+from astrace_e2e import PYTHONS, AstraceTestCase
+
+MS = 1e6
+APP_LINES = {}
+
+
+def app_line(path, marker):
+    """Line number of the line of `path` ending with `# marker`."""
+    if (path, marker) not in APP_LINES:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if line.rstrip().endswith("# " + marker):
+                    APP_LINES[(path, marker)] = n
+    return APP_LINES[(path, marker)]
+
+
+def samples_in(trace, tid, start, end):
+    return [s for s in trace.data["samples"] if s["tid"] == tid and start <= s["ts"] < end]
+
+
+def has_frame(sample, pattern):
+    return any(re.search(pattern, f) for f in sample["frames"])
+
+
+class SamplerTests(AstraceTestCase):
+    def burn_run(self, py, options=()):
+        rec = self.record([py, self.app("sampled.py"), "burn"], options=list(options))
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        t = rec.trace
+        self.assertWellFormed(t)
+        self.assertTrue(all(s.get("unresolved") is not True for s in t.data["samples"]))
+        (main,) = [th for th in t.threads() if th["name"] == "MainThread"]
+        life = [s for s in t.slices if s["depth"] == 0 and s["args"].get("task_name") == "burner"]
+        runs = sorted((s for s in t.slices if s["track"] == life[0]["track"] and s["name"] == "run"),
+                      key=lambda s: s["ts"])
+        long_runs = [r for r in runs if r["dur"] > 250 * MS]
+        self.assertEqual(len(long_runs), 2, [r["dur"] for r in runs])
+        return t, main["tid"], long_runs[0], long_runs[1]
+
+    def test_burn_and_sleep_in_wall_mode(self):
+        app = self.app("sampled.py")
+        burn_line, sleep_line = app_line(app, "BURN_LINE"), app_line(app, "SLEEP_LINE")
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                t, tid, burn_step, sleep_step = self.burn_run(py)
+                self.assertEqual(t.session()["sampler"], "1000 Hz wall, signal 27")
+                # The 300 ms burn step: ~300 samples at 1 kHz, nearly all in burn().
+                inside = samples_in(t, tid, burn_step["ts"], burn_step["ts"] + burn_step["dur"])
+                expected = burn_step["dur"] / MS  # 1 sample per ms
+                self.assertGreaterEqual(len(inside), 0.8 * expected)
+                self.assertLessEqual(len(inside), 1.2 * expected)
+                in_burn = [s for s in inside if has_frame(s, r"^burn \(sampled\.py:\d+\)$")]
+                self.assertGreaterEqual(len(in_burn), 0.8 * len(inside))
+                # ... called from the task's coroutine at the line that calls it.
+                self.assertTrue(all(f"burner (sampled.py:{burn_line})" in s["frames"] for s in in_burn))
+                # The time.sleep(0.3) step: the samples name the call.
+                inside = samples_in(t, tid, sleep_step["ts"], sleep_step["ts"] + sleep_step["dur"])
+                self.assertGreaterEqual(len(inside), 0.8 * sleep_step["dur"] / MS)
+                sleeping = [s for s in inside if s["frames"][-1] == "time.sleep"
+                            and s["frames"][-2] == f"burner (sampled.py:{sleep_line})"]
+                self.assertGreaterEqual(len(sleeping), 0.8 * len(inside))
+                # Samples are Python frames on the synthetic mapping, outermost first.
+                self.assertEqual(sleeping[0]["frames"][0], "<module> (sampled.py:%d)" % app_line(app, "MAIN_LINE"))
+                self.assertEqual(set(sleeping[0]["mappings"]) - {"/[python]"}, {"/[native call]"})
+                # The process summary counts them.
+                end = t.instant("astrace: process end")["args"]
+                self.assertEqual(end["samples"], len([s for s in t.data["samples"]]))
+                self.assertEqual(end["samples_dropped"], 0)
+
+    def test_cpu_mode_skips_blocked_time(self):
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                t, tid, burn_step, sleep_step = self.burn_run(py, ["--mode", "cpu"])
+                self.assertTrue(t.session()["sampler"].startswith("1000 Hz cpu"))
+                burning = samples_in(t, tid, burn_step["ts"], burn_step["ts"] + burn_step["dur"])
+                self.assertGreaterEqual(len(burning), 0.8 * burn_step["dur"] / MS)
+                self.assertLessEqual(len(burning), 1.2 * burn_step["dur"] / MS)
+                sleeping = samples_in(t, tid, sleep_step["ts"], sleep_step["ts"] + sleep_step["dur"])
+                self.assertLessEqual(len(sleeping), 10)
+
+    def test_rate(self):
+        t, tid, burn_step, _ = self.burn_run(PYTHONS[0], ["--rate", "100"])
+        inside = samples_in(t, tid, burn_step["ts"], burn_step["ts"] + burn_step["dur"])
+        expected = burn_step["dur"] / (10 * MS)
+        self.assertGreaterEqual(len(inside), 0.8 * expected)
+        self.assertLessEqual(len(inside), 1.2 * expected)
+
+    def test_native_frames_merge_with_python(self):
+        app = self.app("sampled.py")
+        sleep_line = app_line(app, "SLEEP_LINE")
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                t, tid, burn_step, sleep_step = self.burn_run(py, ["--native"])
+                inside = samples_in(t, tid, sleep_step["ts"], sleep_step["ts"] + sleep_step["dur"])
+                good = 0
+                for s in inside:
+                    f = s["frames"]
+                    if f"burner (sampled.py:{sleep_line})" not in f or "time.sleep" not in f:
+                        continue
+                    at = f.index(f"burner (sampled.py:{sleep_line})")
+                    # handler line -> time.sleep -> ... -> the libc sleep call, in that order
+                    self.assertEqual(f[at + 1], "time.sleep")
+                    self.assertTrue(any(re.fullmatch(r"(__)?(clock_)?nanosleep.*", x) for x in f[at + 2:]), f)
+                    # Native frames sit on real mappings (libc), Python ones on [python].
+                    libc = [m for x, m in zip(f, s["mappings"]) if "nanosleep" in x]
+                    self.assertTrue(libc and "libc" in libc[-1], s)
+                    good += 1
+                self.assertGreaterEqual(good, 0.8 * len(inside))
+                # The process's own entry point is native and outermost.
+                self.assertNotIn("[python]", inside[0]["mappings"][0])
+                self.assertEqual(t.session()["sampler"], "1000 Hz wall native, signal 27")
+
+    def test_executor_thread(self):
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, self.app("sampled.py"), "executor"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                t = rec.trace
+                self.assertWellFormed(t)
+                main_pid = t.processes()[0]["pid"]
+                workers = [th for th in t.threads(main_pid) if th["name"].startswith("asyncio_")]
+                self.assertEqual(len(workers), 1, [th["name"] for th in t.threads()])
+                job = [s for s in t.data["samples"] if s["tid"] == workers[0]["tid"] and
+                       has_frame(s, r"^blocking_job \(sampled\.py:\d+\)$")]
+                self.assertGreaterEqual(len(job), 150)  # 200 ms of spinning at 1 kHz
+                self.assertFalse(any(has_frame(s, "blocking_job") for s in t.data["samples"]
+                                     if s["tid"] != workers[0]["tid"]))
+
+    def test_programs_using_signals_keep_working(self):
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, self.app("sampled.py"), "signals"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                self.assertIn("slept>=0.2:True read:xxxxx child:child ok ticks>=10:True", rec.stdout)
+                self.assertGreater(len(rec.trace.data["samples"]), 300)
+
+    def test_program_taking_the_signal(self):
+        py = PYTHONS[0]
+        rec = self.record([py, self.app("sampled.py"), "own_sigprof"])
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        self.assertIn("own handler ran:True", rec.stdout)
+        self.assertIn("installs a handler for signal 27 (SIGPROF), which the sampler uses; sampling stopped",
+                      rec.stderr)
+        # With another signal, both work.
+        rec = self.record([py, self.app("sampled.py"), "own_sigprof"], options=["--signal", "SIGRTMIN+3"])
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        self.assertIn("own handler ran:True", rec.stdout)
+        self.assertNotIn("sampling stopped", rec.stderr)
+        self.assertGreater(len(rec.trace.data["samples"]), 200)
+
+    def test_no_sampler_and_bad_options(self):
+        py = PYTHONS[0]
+        rec = self.record([py, self.app("sampled.py"), "executor"], options=["--no-sampler"])
+        self.assertEqual(rec.trace.data["samples"], [])
+        self.assertEqual(rec.trace.session()["sampler"], "off")
+        for bad, message in ((["--rate", "0"], "--rate must be"), (["--rate", "20000"], "--rate must be"),
+                             (["--mode", "busy"], "--mode must be wall or cpu"),
+                             (["--signal", "SIGKILL"], "--signal must be"), (["--signal", "SIGSEGV"], "--signal must be")):
+            rec = self.record([py, "-c", "pass"], options=bad, expect_trace=False)
+            self.assertEqual(rec.returncode, 2, bad)
+            self.assertIn(message, rec.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
