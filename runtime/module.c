@@ -20,6 +20,7 @@
 
 #include "emit.h"
 #include "hooks.h"
+#include "pyframes.h"
 #include "runtime.h"
 
 static PyObject *mod_start(PyObject *m, PyObject *args) {
@@ -117,6 +118,10 @@ static PyObject *mod_sampler_start(PyObject *m, PyObject *args) {
         return NULL;
     }
     char err[512];
+    if (!pyframes_init(rt_seg->python_hexversion, (PyObject *)Py_TYPE(probe_code))) {
+        PyErr_Format(PyExc_RuntimeError, "astrace: this Python's interpreter frames are not known to the sampler");
+        return NULL;
+    }
     struct astrace_py_layout layout;
     if (rt_py_layout_probe(&layout, probe_code, probe_strings, call_ops, err, sizeof err) != 0) {
         if (!PyErr_Occurred()) PyErr_Format(PyExc_RuntimeError, "astrace: %s", err);

@@ -54,6 +54,7 @@ static PyTypeObject *code_type_obj;
 
 int pyframes_init(long hexversion, PyObject *code_type) {
     int major = (int)((hexversion >> 24) & 0xff), minor = (int)((hexversion >> 16) & 0xff);
+    if (layout && code_type_obj == (PyTypeObject *)code_type) return 1; /* tasks and sampler both ask */
     layout = NULL;
     code_type_obj = NULL;
     PyObject *bs = PyObject_GetAttrString(code_type, "__basicsize__");

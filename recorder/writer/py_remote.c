@@ -97,10 +97,17 @@ static char *read_str(struct py_remote *r, uint64_t obj) {
     if (!compact || length > MAX_TEXT || (kind != 1 && kind != 2 && kind != 4)) return NULL;
     uint8_t raw[MAX_TEXT * 4];
     if (read_mem(r, obj + (ascii ? l->str_ascii_data : l->str_compact_data), raw, length * (size_t)kind)) return NULL;
+    if (ascii)
+        for (uint64_t i = 0; i < length; i++)
+            if (raw[i] >= 0x80 || raw[i] == 0) return NULL; /* not what an ASCII str holds: a stale object */
     char *out = xmalloc(length * 4 + 1), *o = out;
     for (uint64_t i = 0; i < length; i++) {
         uint32_t cp = kind == 1 ? raw[i] : kind == 2 ? (uint32_t)(raw[2 * i] | raw[2 * i + 1] << 8) : 0;
         if (kind == 4) memcpy(&cp, raw + 4 * i, 4);
+        if (cp == 0 || (cp >= 0xd800 && cp < 0xe000) || cp > 0x10ffff) { /* not text: a stale object */
+            free(out);
+            return NULL;
+        }
         if (cp < 0x80) {
             *o++ = (char)cp;
         } else if (cp < 0x800) {

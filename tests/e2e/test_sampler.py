@@ -84,6 +84,23 @@ class SamplerTests(AstraceTestCase):
                 sleeping = samples_in(t, tid, sleep_step["ts"], sleep_step["ts"] + sleep_step["dur"])
                 self.assertLessEqual(len(sleeping), 10)
 
+    def test_program_without_asyncio(self):
+        """Sampling does not depend on asyncio or its hooks: a plain script,
+        recorded with --no-tasks, has its hot function sampled."""
+        code = ("import time\n"
+                "def spin():\n"
+                "    end = time.perf_counter() + 0.3\n"
+                "    while time.perf_counter() < end: pass\n"
+                "spin()\n")
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, "-c", code], options=["--no-tasks", "--no-counters"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                samples = rec.trace.data["samples"]
+                spin = [s for s in samples if "spin (<string>:4)" in s["frames"]]
+                self.assertGreaterEqual(len(spin), 240, rec.stderr)
+                self.assertEqual(rec.trace.instant("astrace: process end")["args"]["samples_unreadable"], 0)
+
     def test_rate(self):
         t, tid, burn_step, _ = self.burn_run(PYTHONS[0], ["--rate", "100"])
         inside = samples_in(t, tid, burn_step["ts"], burn_step["ts"] + burn_step["dur"])

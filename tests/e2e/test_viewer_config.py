@@ -103,6 +103,9 @@ def tp_tables(trace):
                            string_value text, real_value real, value_type text, display_value text);
         create table counter_track (id integer primary key, name text);
         create table counter (id integer primary key, ts int, track_id int, value real);
+        create table perf_sample (id integer primary key, ts int, utid int, cpu int, callsite_id int);
+        create table stack_profile_callsite (id integer primary key, depth int, parent_id int, frame_id int);
+        create table stack_profile_frame (id integer primary key, name text, mapping int, rel_pc int);
     """)
     upid, utid, track_ids = {}, {}, {}
     for t in trace.data["tracks"]:
@@ -126,6 +129,25 @@ def tp_tables(trace):
     for c in trace.data["counters"]:
         db.execute("insert into counter (ts, track_id, value) values (?, ?, ?)",
                    (c["ts"], track_ids[c["track"]], c["value"]))
+
+    # Samples: trace processor's callsite tree (one node per distinct stack
+    # prefix, outermost first) and frames (one per distinct name here).
+    frames, callsites = {}, {}
+    for smp in trace.data["samples"]:
+        parent = None
+        for depth, name in enumerate(smp["frames"]):
+            if name not in frames:
+                frames[name] = len(frames) + 1
+                db.execute("insert into stack_profile_frame values (?, ?, 0, 0)", (frames[name], name))
+            key = (parent, frames[name])
+            if key not in callsites:
+                callsites[key] = len(callsites) + 1
+                db.execute("insert into stack_profile_callsite values (?, ?, ?, ?)",
+                           (callsites[key], depth, parent, frames[name]))
+            parent = callsites[key]
+        if parent is not None:
+            db.execute("insert into perf_sample (ts, utid, cpu, callsite_id) values (?, ?, 0, ?)",
+                       (smp["ts"], utid.get(smp["tid"]), parent))
 
     events = [dict(s, kind="slice") for s in trace.slices] + \
              [dict(i, kind="instant", dur=0, depth=0) for i in trace.instants]
@@ -239,6 +261,24 @@ class ViewerConfigTests(AstraceTestCase):
         # The extraction itself works: these are filtered on somewhere.
         for lit in ("loop iteration", "select", "astrace: session", "astrace: summary", "astrace: process end"):
             self.assertIn(lit, seen)
+
+    def test_hot_functions_in_slow_steps(self):
+        """A step that burns CPU in burn() for 300 ms and one that calls
+        time.sleep(0.3): the query names both, from real samples."""
+        rec = self.record([PYTHONS[0], os.path.join(HERE, "..", "apps", "sampled.py"), "burn"])
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        db = tp_tables(rec.trace)
+        cur = db.execute(read_text(os.path.join(VIEWER_CONFIG, "queries", "hot_functions_in_slow_steps.sql")))
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        self.assertEqual(rows[0]["function"], "time.sleep")
+        self.assertGreaterEqual(rows[0]["self"], 240)
+        self.assertEqual(rows[0]["steps"], "burner burner")
+        burn = [r for r in rows if r["function"].startswith("burn (sampled.py:")]
+        self.assertTrue(burn)
+        self.assertGreaterEqual(sum(r["self"] for r in burn), 100)
+        coro = [r for r in rows if r["function"].startswith("burner (sampled.py:")]
+        self.assertGreaterEqual(sum(r["total"] for r in coro), 480)  # both steps' samples
 
     def test_every_query_runs_on_tp_shaped_tables(self):
         trace = self.recorded()
