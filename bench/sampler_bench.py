@@ -12,9 +12,12 @@ twice: with the asyncio hooks off (ASTRACE_HOOKS=0: the sampler alone, base
 is then tracing with nothing on) and with every hook on (the defaults).
 
 Prints each configuration's median of the workload's own reported time as a
-ratio to base, and the cost of one sample in microseconds: the extra time
-over base divided by the samples taken on the workload's main thread per
-second of its run (so it assumes, as cpu_mixed does, one busy thread).
+ratio to base, and (roughly: wall-time noise is a few percent here) the extra
+time per sample.
+
+Then the per-sample cost measured properly: a fixed pure-Python loop, sampled
+at 10 kHz so that sampling costs enough to measure, timed by the process's
+own CPU clock; (CPU time sampled - CPU time unsampled) / samples.
 
     python3 bench/sampler_bench.py --runs 5 --only cpu_mixed
 """
@@ -53,10 +56,50 @@ def run(cmd, env):
     return t
 
 
+FIXED_WORK = """
+import time
+def work():
+    n = 0
+    for i in range(30_000_000):
+        n += i
+    return n
+t = time.process_time(); work(); print(f"fixed work: {time.process_time() - t:.6f} s")
+"""
+
+
+def per_sample_cost(args, tmp, runs):
+    script = os.path.join(tmp, "fixed_work.py")
+    with open(script, "w") as f:
+        f.write(FIXED_WORK)
+    configs = [("unsampled", ["--no-sampler"]), ("python", ["--rate", "10000"]),
+               ("native", ["--rate", "10000", "--native"])]
+    cpu = {c: [] for c, _ in configs}
+    samples = {c: [] for c, _ in configs}
+    for _ in range(runs):
+        for label, opts in configs:
+            out, stats = os.path.join(tmp, "f.pftrace"), os.path.join(tmp, "f.json")
+            p = subprocess.run([args.astrace, "record", "-q", "-f", "-o", out, "--stats-json", stats, "--no-tasks",
+                                "--no-counters", *opts, "--", args.python, script],
+                               capture_output=True, text=True, timeout=300)
+            m = re.search(r"fixed work: ([\d.]+) s", p.stdout)
+            if p.returncode != 0 or not m:
+                raise RuntimeError(f"fixed work failed: {p.stderr[-500:]}")
+            cpu[label].append(float(m.group(1)))
+            with open(stats) as f:
+                samples[label].append(json.load(f)["samples"])
+    base = statistics.median(cpu["unsampled"])
+    print(f"\nper-sample cost: a fixed Python loop at 10 kHz, CPU time of the process, medians of {runs} runs")
+    print(f"  {'config':10s} {'cpu s':>8s} {'samples':>8s} {'us/sample':>9s} {'at 1 kHz':>9s}")
+    for label, _ in configs:
+        c, n = statistics.median(cpu[label]), statistics.median(samples[label])
+        per = (c - base) / n * 1e6 if n else None
+        print(f"  {label:10s} {c:8.4f} {int(n):8d} " + (f"{per:9.2f} {per / 1000:8.2%}" if per else f"{'-':>9s}"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", default="cpu_mixed", help="comma-separated workload names, or 'all'")
+    ap.add_argument("--only", default="cpu_mixed", help="comma-separated workload names, 'all', or 'none'")
     ap.add_argument("--python", default="python3")
     ap.add_argument("--astrace", default=os.path.join(REPO, "build", "astrace"))
     ap.add_argument("--workloads", default=os.path.join(REPO, "..", "shared", "workloads"))
@@ -65,6 +108,7 @@ def main():
     if args.only != "all":
         names = [n for n in names if n in args.only.split(",")]
     with tempfile.TemporaryDirectory(prefix="astrace-sbench-") as tmp:
+        per_sample_cost(args, tmp, max(args.runs, 5))
         for name in names:
             script = os.path.join(args.workloads, name + ".py")
             for hooks in ("0", "1"):
