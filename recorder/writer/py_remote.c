@@ -174,6 +174,10 @@ static int64_t lt_svarint(const uint8_t *t, size_t len, size_t *i) {
     return (v & 1) ? -(int64_t)(v >> 1) : (int64_t)(v >> 1);
 }
 
+/* Any varint this large means the table is not a location table (a stale
+ * object read after it was freed): lines and columns stay far below it. */
+#define LT_MAX_VALUE (1 << 24)
+
 int py_linetable_find(const uint8_t *t, size_t len, int firstlineno, uint32_t unit, int *line, int *end_line, int *col,
                       int *end_col) {
     uint64_t addr = 0;
@@ -184,36 +188,44 @@ int py_linetable_find(const uint8_t *t, size_t len, int firstlineno, uint32_t un
         if (!(first & 0x80)) return -1; /* not an entry start: corrupt */
         int code = (first >> 3) & 15;
         uint64_t length = (uint64_t)(first & 7) + 1;
-        int l = -1, el = -1, c = -1, ec = -1;
+        int64_t l = -1, el = -1, c = -1, ec = -1;
         if (code == 15) {        /* no location */
         } else if (code == 14) { /* long form */
-            computed += lt_svarint(t, len, &i);
-            l = (int)computed;
-            el = l + (int)lt_varint(t, len, &i);
-            c = (int)lt_varint(t, len, &i) - 1;
-            ec = (int)lt_varint(t, len, &i) - 1;
+            int64_t delta = lt_svarint(t, len, &i);
+            uint64_t dl = lt_varint(t, len, &i), c1 = lt_varint(t, len, &i), ec1 = lt_varint(t, len, &i);
+            if (delta > LT_MAX_VALUE || delta < -LT_MAX_VALUE || dl > LT_MAX_VALUE || c1 > LT_MAX_VALUE ||
+                ec1 > LT_MAX_VALUE)
+                return -1;
+            computed += delta;
+            l = computed;
+            el = l + (int64_t)dl;
+            c = (int64_t)c1 - 1;
+            ec = (int64_t)ec1 - 1;
         } else if (code == 13) { /* no columns */
-            computed += lt_svarint(t, len, &i);
-            l = el = (int)computed;
+            int64_t delta = lt_svarint(t, len, &i);
+            if (delta > LT_MAX_VALUE || delta < -LT_MAX_VALUE) return -1;
+            computed += delta;
+            l = el = computed;
         } else if (code >= 10) { /* one line: delta 0, 1 or 2, then columns */
             computed += code - 10;
-            l = el = (int)computed;
+            l = el = computed;
             if (i + 2 > len) return -1;
             c = t[i];
             ec = t[i + 1];
             i += 2;
         } else { /* short form: same line, one byte of columns */
-            l = el = (int)computed;
+            l = el = computed;
             if (i + 1 > len) return -1;
             c = code * 8 + ((t[i] >> 4) & 7);
             ec = c + (t[i] & 15);
             i++;
         }
+        if (computed > LT_MAX_VALUE * 16LL || computed < -LT_MAX_VALUE * 16LL) return -1;
         if (unit >= addr && unit < addr + length) {
-            *line = l;
-            *end_line = el;
-            *col = c;
-            *end_col = ec;
+            *line = (int)l;
+            *end_line = (int)el;
+            *col = (int)c;
+            *end_col = (int)ec;
             return 0;
         }
         addr += length;

@@ -280,8 +280,8 @@ class DiffTests(AstraceTestCase):
                     self.assertIn(message, r.stderr)
                     self.assertIn(path, r.stderr)
                     self.assertEqual(r.stdout, "")
-        # A trace with no asyncio in it: an honest "no data", exit 2.
-        plain = self.record([py, "-c", "print(1)"], expect_trace=False).path
+        # A trace with no asyncio in it (and no samples): an honest "no data", exit 2.
+        plain = self.record([py, "-c", "print(1)"], options=["--no-sampler"], expect_trace=False).path
         r = diff(plain, good)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("no data for the chosen dimensions", r.stderr)
