@@ -160,7 +160,10 @@ def _wrap_threads():
             _astrace.thread_started(self.name)
         except Exception:
             pass
-        return original(self)
+        try:
+            return original(self)
+        finally:
+            _astrace.thread_finished()
 
     threading.Thread._bootstrap_inner = _bootstrap_inner
 
@@ -169,7 +172,13 @@ def _call_opcodes():
     """32-byte bitmap of the opcodes, specialized forms included, that call
     something: a sample whose innermost Python frame sits on one is inside
     that call (in native code, since a Python callee has its own frame)."""
+    import dis
     import opcode
+    # Numbers of specialized opcodes: dis._all_opmap (3.11, 3.12),
+    # opcode._specialized_opmap (3.13+); opmap has only the base ones.
+    numbers = dict(getattr(dis, "_all_opmap", {}))
+    numbers.update(getattr(opcode, "_specialized_opmap", {}))
+    numbers.update(opcode.opmap)
     specialized = getattr(opcode, "_specializations", {})
     names = set()
     for base in ("CALL", "PRECALL", "CALL_FUNCTION_EX", "CALL_KW"):
@@ -179,9 +188,7 @@ def _call_opcodes():
             names.add("INSTRUMENTED_" + base)
     bitmap = bytearray(32)
     for name in names:
-        op = opcode.opmap.get(name)
-        if op is None:
-            op = getattr(opcode, "_specialized_opmap", {}).get(name)
+        op = numbers.get(name)
         if op is not None and 0 <= op < 256:
             bitmap[op >> 3] |= 1 << (op & 7)
     return bytes(bitmap)

@@ -11,6 +11,7 @@
  *                            arm the stack sampler (before thread_started)
  *   sampler_stop()           disarm it (the program wants the signal back)
  *   thread_started(name)     give the calling thread a ring and a name
+ *   thread_finished()        stop sampling the calling thread
  *   stop()                   stop recording (atexit)
  *   active()                 whether this process records
  */
@@ -152,6 +153,18 @@ static PyObject *mod_sampler_stop(PyObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The thread's Python code is done: stop sampling it now, while its thread
+ * state still exists (the ring itself is released at thread exit). */
+static PyObject *mod_thread_finished(PyObject *m, PyObject *args) {
+    (void)m;
+    (void)args;
+    if (rt_tls.has_ring && rt_tls.generation == atomic_load(&rt_generation)) {
+        rt_tls.has_samples = 0;
+        rt_sampler_thread_stop(rt_tls.ring.hdr->index);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_thread_started(PyObject *m, PyObject *args) {
     (void)m;
     const char *name;
@@ -232,6 +245,7 @@ static PyMethodDef methods[] = {
     {"sampler_start", mod_sampler_start, METH_VARARGS,
      "sampler_start(rate_hz, cpu, native, signo, probe_code, probe_strings, call_ops): arm the sampler."},
     {"sampler_stop", mod_sampler_stop, METH_NOARGS, "Stop sampling (every thread's timer is deleted)."},
+    {"thread_finished", mod_thread_finished, METH_NOARGS, "Stop sampling the calling thread (its run() returned)."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},

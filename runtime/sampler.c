@@ -70,7 +70,7 @@ static int native_stack(void *ucontext, uint64_t *ips, int max) {
     return n;
 }
 
-static void take_sample(struct rt_thread *t, void *ucontext) {
+static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     uint64_t codes[ASTRACE_SAMPLE_MAX_PY], ips[ASTRACE_SAMPLE_MAX_NATIVE];
     uint32_t offsets[ASTRACE_SAMPLE_MAX_PY];
     uint64_t entry = 0;
@@ -107,7 +107,7 @@ static void take_sample(struct rt_thread *t, void *ucontext) {
     rec->py_depth = (uint16_t)npy;
     rec->native_depth = (uint16_t)nnative;
     rec->flags = truncated ? ASTRACE_SAMPLE_TRUNCATED : 0;
-    rec->reserved = 0;
+    rec->missed = (uint16_t)(missed < 0 ? 0 : missed > 65535 ? 65535 : missed);
     rec->entry = entry;
     at += sizeof *rec;
     memcpy(at, codes, (size_t)npy * 8);
@@ -142,7 +142,7 @@ static void on_sample(int signo, siginfo_t *info, void *ucontext) {
     /* Only our timers' signals; a kill() of the signal is ignored. */
     if (info->si_code == SI_TIMER && t->has_samples && !t->in_sample &&
         t->generation == atomic_load_explicit(&rt_generation, memory_order_relaxed) && (!sampler.cpu || used_cpu(t)))
-        take_sample(t, ucontext);
+        take_sample(t, ucontext, sampler.cpu ? 0 : info->si_overrun);
     errno = saved_errno;
 }
 

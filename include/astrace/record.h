@@ -110,8 +110,10 @@ struct astrace_rec_sample {
     struct astrace_rec_hdr h; /* ts: when the signal was handled */
     uint16_t py_depth;
     uint16_t native_depth;
-    uint16_t flags; /* ASTRACE_SAMPLE_TRUNCATED: the Python stack was deeper */
-    uint16_t reserved;
+    uint16_t flags;  /* ASTRACE_SAMPLE_TRUNCATED: the Python stack was deeper */
+    uint16_t missed; /* wall mode: earlier ticks the kernel merged into this one
+                      * (timer overrun). The thread did not return to user
+                      * space meanwhile, so they had this same stack. */
     uint64_t entry;
 };
 

@@ -92,8 +92,11 @@ static const char *short_file(const char *path, char *out, size_t cap) {
 }
 
 static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, uint32_t offset) {
-    /* Code objects sit below 2^47; offsets up to 2^17 share the key. */
-    uint64_t key = code < (1ull << 47) && offset < (1u << 16) ? code | (uint64_t)offset << 47 : 0;
+    /* The cache key packs both: code objects are 8-aligned below 2^47;
+     * offsets past 2^20 bytes (never seen in real code) count as unknown. */
+    if (offset >= (1u << 20) - 1) offset = UINT32_MAX;
+    uint64_t key = (code >> 3) | (uint64_t)(offset == UINT32_MAX ? (1u << 20) - 1 : offset) << 44;
+    if (code >= (1ull << 47) || !key) key = 0;
     struct py_frame_names *f = key ? u64map_get(&s->py_frames, key) : NULL;
     if (f) return f;
     struct py_frame_desc d;
@@ -108,10 +111,13 @@ static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, ui
     f = xcalloc(1, sizeof *f);
     f->function = xstrdup(text);
     f->callee = d.callee ? xstrdup(d.callee) : NULL;
-    if (key)
+    if (key) {
         u64map_put(&s->py_frames, key, f);
-    else /* uncached: kept for the process's life all the same */
-        u64map_put(&s->py_frames, hash_u64(code ^ offset) | 1ull << 63, f);
+    } else { /* an address no code object has: keep one name for all of them */
+        free_py_frame(f);
+        static struct py_frame_names unknown = {"<code at an impossible address>", NULL};
+        return &unknown;
+    }
     return f;
 }
 
@@ -350,18 +356,26 @@ void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrac
     ps.pid = (uint32_t)p->pid;
     ps.tid = (uint32_t)t->tid;
     ps.callstack_iid = callstack;
-    Astrace__Pb__TracePacket pkt;
-    astrace__pb__trace_packet__init(&pkt);
-    pkt.has_timestamp = pkt.has_trusted_packet_sequence_id = pkt.has_sequence_flags = 1;
-    pkt.timestamp = rec->ts;
-    pkt.trusted_packet_sequence_id = p->seq_id;
-    pkt.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
-    if (idata.n_function_names || idata.n_frames || idata.n_callstacks || idata.n_mappings) pkt.interned_data = &idata;
-    pkt.data_case = ASTRACE__PB__TRACE_PACKET__DATA_PERF_SAMPLE;
-    pkt.perf_sample = &ps;
-    trace_file_write(p->enc->tf, &pkt);
-    s->samples++;
-    p->enc->samples++;
+    /* Ticks the kernel merged into this one had this same stack: one sample
+     * each, at their own times, oldest first; the interned data rides on the
+     * first. */
+    uint64_t interval = p->seg->sample_rate_hz ? 1000000000ull / p->seg->sample_rate_hz : 0;
+    uint32_t ticks = 1 + (interval ? r->missed : 0);
+    for (uint32_t k = ticks; k-- > 0;) {
+        Astrace__Pb__TracePacket pkt;
+        astrace__pb__trace_packet__init(&pkt);
+        pkt.has_timestamp = pkt.has_trusted_packet_sequence_id = pkt.has_sequence_flags = 1;
+        pkt.timestamp = rec->ts - k * interval;
+        pkt.trusted_packet_sequence_id = p->seq_id;
+        pkt.sequence_flags = ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
+        if (k == ticks - 1 && (idata.n_function_names || idata.n_frames || idata.n_callstacks || idata.n_mappings))
+            pkt.interned_data = &idata;
+        pkt.data_case = ASTRACE__PB__TRACE_PACKET__DATA_PERF_SAMPLE;
+        pkt.perf_sample = &ps;
+        trace_file_write(p->enc->tf, &pkt);
+        s->samples++;
+        p->enc->samples++;
+    }
     if (rec->ts > p->last_ts) p->last_ts = rec->ts;
     if (rec->ts > p->enc->last_ts) p->enc->last_ts = rec->ts;
 }

@@ -6,6 +6,8 @@
   signals    the program uses signals and blocking calls itself: a SIGALRM
              interval timer with a Python handler, time.sleep, os.read on a
              pipe, a subprocess; prints what it saw
+  sleeploop  calls time.sleep(0.002) 150 times from one line, so the call
+             is specialized by the interpreter while it is sampled
   own_sigprof  installs its own SIGPROF handler and drives it with
              ITIMER_PROF; prints how many times it ran
 """
@@ -63,6 +65,11 @@ def main_signals():
     print(f"slept>=0.2:{slept >= 0.2} read:{data.decode()} child:{out.strip()} ticks>=10:{len(ticks) >= 10}")
 
 
+def sleeploop():
+    for _ in range(150):
+        time.sleep(0.002)  # SLEEPLOOP_LINE
+
+
 def main_own_sigprof():
     hits = []
     signal.signal(signal.SIGPROF, lambda s, f: hits.append(s))
@@ -80,5 +87,7 @@ if __name__ == "__main__":
         asyncio.run(main_executor())
     elif mode == "signals":
         main_signals()
+    elif mode == "sleeploop":
+        sleeploop()
     elif mode == "own_sigprof":
         main_own_sigprof()
