@@ -79,7 +79,9 @@ class SamplerTests(AstraceTestCase):
                 t, tid, burn_step, sleep_step = self.burn_run(py, ["--mode", "cpu"])
                 self.assertTrue(t.session()["sampler"].startswith("1000 Hz cpu"))
                 burning = samples_in(t, tid, burn_step["ts"], burn_step["ts"] + burn_step["dur"])
-                self.assertGreaterEqual(len(burning), 0.8 * burn_step["dur"] / MS)
+                # One sample per ms of CPU time: at most the step's wall time,
+                # and less when other processes share the CPU (as in CI).
+                self.assertGreaterEqual(len(burning), 0.5 * burn_step["dur"] / MS)
                 self.assertLessEqual(len(burning), 1.2 * burn_step["dur"] / MS)
                 sleeping = samples_in(t, tid, sleep_step["ts"], sleep_step["ts"] + sleep_step["dur"])
                 self.assertLessEqual(len(sleeping), 10)
