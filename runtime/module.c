@@ -133,8 +133,6 @@ static PyObject *mod_sampler_start(PyObject *m, PyObject *args) {
         return NULL;
     }
     /* Published before any thread is armed; `ready` last. */
-    uint32_t ready = layout.ready;
-    (void)ready;
     memcpy((char *)&rt_seg->py + sizeof layout.ready, (char *)&layout + sizeof layout.ready,
            sizeof layout - sizeof layout.ready);
     rt_seg->sample_rate_hz = (uint32_t)rate;

@@ -102,6 +102,16 @@ PyObject *pyframes_coro_code(PyObject *obj) {
     return code && Py_TYPE(code) == code_type_obj ? code : NULL;
 }
 
+/* The innermost interpreter frame of thread state `ts` (NULL: none), read
+ * the way this version keeps it; -1 if the layout is unknown or unreadable. */
+static int top_frame(const void *ts, const char **frame) {
+    if (!layout) return -1;
+    const void *holder = layout->tstate_cframe >= 0 ? read_ptr(ts, layout->tstate_cframe) : ts;
+    if (!holder) return -1;
+    *frame = read_ptr(holder, layout->current_frame);
+    return 0;
+}
+
 /* Signal-safe: plain loads only. The frames of a thread interrupted by a
  * signal are consistent except in the few instructions that push or pop
  * one; the checks below catch most of that, and the sampler runs this under
@@ -109,10 +119,8 @@ PyObject *pyframes_coro_code(PyObject *obj) {
 int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max, uint64_t *entry, int *truncated) {
     *entry = 0;
     *truncated = 0;
-    if (!layout || !ts) return -1;
-    const void *holder = layout->tstate_cframe >= 0 ? read_ptr(ts, layout->tstate_cframe) : ts;
-    if (!holder) return -1;
-    const char *frame = read_ptr(holder, layout->current_frame);
+    const char *frame;
+    if (!ts || top_frame(ts, &frame) != 0) return -1;
     int n = 0;
     for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
         if (layout->minor >= 12 && *(const char *)(frame + layout->owner) == OWNER_CSTACK) {
@@ -137,11 +145,8 @@ int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max,
 }
 
 int pyframes_walk_current(pyframes_visit fn, void *arg) {
-    if (!layout) return -1;
-    PyThreadState *ts = PyThreadState_Get();
-    const void *holder = layout->tstate_cframe >= 0 ? read_ptr(ts, layout->tstate_cframe) : ts;
-    if (!holder) return -1;
-    const char *frame = read_ptr(holder, layout->current_frame);
+    const char *frame;
+    if (top_frame(PyThreadState_Get(), &frame) != 0) return -1;
     for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
         if (*(const char *)(frame + layout->owner) != OWNER_CSTACK || layout->minor < 12) {
             PyObject *code = read_ptr(frame, layout->code);

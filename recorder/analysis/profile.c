@@ -16,12 +16,6 @@ struct group_index {
     size_t cap, n;
 };
 
-static uint64_t str_hash(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* Index of `key` (len bytes); if absent, binds it to `next` and sets *added. */
 static size_t gi_lookup(struct group_index **gip, const char *key, size_t len, size_t next, int *added) {
     if (!*gip) *gip = xcalloc(1, sizeof **gip);
@@ -47,7 +41,7 @@ static size_t gi_lookup(struct group_index **gip, const char *key, size_t len, s
         gi->vals = nv;
         gi->cap = ncap;
     }
-    uint64_t h = str_hash(key, len);
+    uint64_t h = hash_bytes(key, len);
     size_t j = h & (gi->cap - 1);
     while (gi->keys[j]) {
         if (gi->hashes[j] == h && !memcmp(gi->keys[j], key, len) && gi->keys[j][len] == 0) {
@@ -68,7 +62,7 @@ static size_t gi_lookup(struct group_index **gip, const char *key, size_t len, s
 
 static size_t gi_find(const struct group_index *gi, const char *key, size_t len) {
     if (!gi || !gi->cap) return (size_t)-1;
-    uint64_t h = str_hash(key, len);
+    uint64_t h = hash_bytes(key, len);
     size_t j = h & (gi->cap - 1);
     while (gi->keys[j]) {
         if (gi->hashes[j] == h && !memcmp(gi->keys[j], key, len) && gi->keys[j][len] == 0) return gi->vals[j];

@@ -40,6 +40,14 @@ static inline uint64_t hash_u64(uint64_t x) {
     return x;
 }
 
+/* FNV-1a of a byte string, never 0: the recorder's hash of texts. */
+static inline uint64_t hash_bytes(const void *data, size_t len) {
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
 uint64_t now_boottime_ns(void);
 uint64_t now_monotonic_ns(void);
 uint64_t now_realtime_ns(void);

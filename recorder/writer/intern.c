@@ -50,12 +50,6 @@ static char *arena_copy(struct intern_map *m, const char *text, size_t len) {
     return out;
 }
 
-static uint64_t hash_text(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h ? h : 1;
-}
-
 static struct intern_entry *lookup(struct intern_map *m, const char *text) {
     /* Grow at half full: probes stay short. */
     if (m->used * 2 >= m->cap) {
@@ -71,7 +65,7 @@ static struct intern_entry *lookup(struct intern_map *m, const char *text) {
         m->slots = n;
         m->cap = ncap;
     }
-    uint64_t h = hash_text(text);
+    uint64_t h = hash_bytes(text, strlen(text));
     size_t j = h & (m->cap - 1);
     while (m->slots[j].text) {
         if (m->slots[j].hash == h && !strcmp(m->slots[j].text, text)) return &m->slots[j];

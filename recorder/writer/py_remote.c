@@ -146,10 +146,7 @@ static struct code_entry *code_entry(struct py_remote *r, uint64_t code) {
     c->firstlineno = firstlineno;
     if (!read_u64(r, linetable + l->code_size_field, &lt_len) && lt_len <= MAX_LINETABLE) {
         c->linetable = xmalloc(lt_len ? lt_len : 1);
-        if (read_mem(r, linetable + l->bytes_data, c->linetable, lt_len) == 0)
-            c->linetable_len = lt_len;
-        else
-            lt_len = 0;
+        if (read_mem(r, linetable + l->bytes_data, c->linetable, lt_len) == 0) c->linetable_len = lt_len;
     }
     c->readable = c->qualname && c->file;
     return c;
@@ -279,9 +276,7 @@ int py_callee_from_source(const char *text, int col, int end_col, char *out, siz
 }
 
 static struct source_file *source_of(struct py_remote *r, const char *file) {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = file; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    if (!h) h = 1;
+    uint64_t h = hash_bytes(file, strlen(file));
     struct source_file *f = u64map_get(&r->sources, h);
     if (f) return f;
     f = xcalloc(1, sizeof *f);

@@ -49,7 +49,6 @@ struct sample_state {
     struct u64map py_frames;     /* (code, offset) key -> struct py_frame_names */
     struct u64map native_frames; /* pc -> struct native_frame_names */
     uint64_t samples;
-    uint64_t unnamed_frames; /* code objects that could not be read */
 };
 
 static void free_py_frame(void *v) {
@@ -100,7 +99,7 @@ static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, ui
     struct py_frame_names *f = key ? u64map_get(&s->py_frames, key) : NULL;
     if (f) return f;
     struct py_frame_desc d;
-    if (py_remote_describe(s->py, code, offset, &d) != 0) s->unnamed_frames++;
+    py_remote_describe(s->py, code, offset, &d); /* an unreadable one is named after its address */
     char text[1024], shortbuf[512];
     if (d.line > 0)
         snprintf(text, sizeof text, "%s (%s:%d)", d.qualname, short_file(d.file, shortbuf, sizeof shortbuf), d.line);
@@ -302,14 +301,7 @@ void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrac
     }
     /* Python frames not matched to an eval-loop frame (Python-only samples,
      * or an unwind that stopped early) go outermost. */
-    if (nnative == 0 || next_py < npy) {
-        if (nnative) {
-            /* Unwind stopped early: keep the Python frames outermost. */
-            n = put_python(s, refs, n, codes, offsets, next_py, npy);
-        } else {
-            n = put_python(s, refs, 0, codes, offsets, 0, npy);
-        }
-    }
+    n = put_python(s, refs, n, codes, offsets, next_py, npy);
     if ((r->flags & ASTRACE_SAMPLE_TRUNCATED) && n < MAX_FRAMES)
         refs[n++] = py_ref("(deeper frames not read)", PY_MAPPING);
     if (n == 0) refs[n++] = py_ref("(no Python frames)", PY_MAPPING);
