@@ -1,9 +1,10 @@
-"""Helpers shared by the bench scripts (run_bench.py, http_bench.py):
+"""Helpers shared by the bench scripts: the workloads' result line,
 medians and ratios that tolerate missing runs, number formatting, output
 tails, the aligned result table, and killing a run's process group."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -60,6 +61,17 @@ def git_rev(path: Path) -> str | None:
         return (r.stdout.strip() or None) if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def parse_result_line(name: str, stdout: str):
+    """Finds the last 'NAME: RESULT in X.XXs' line; returns (result, seconds)."""
+    pat = re.compile(r"^" + re.escape(name) + r": (.*) in ([0-9]+(?:\.[0-9]+)?)s\s*$")
+    found = None
+    for line in stdout.splitlines():
+        m = pat.match(line)
+        if m:
+            found = (m.group(1), float(m.group(2)))
+    return found if found else (None, None)
 
 
 def kill_group(proc):

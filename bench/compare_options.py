@@ -14,20 +14,17 @@ out; the machine's noise does not, so use --runs 7 or more for 1% effects.
 """
 import argparse
 import os
-import re
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import parse_result_line  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-
-
-def own_time(out):
-    m = re.search(r": .* in ([\d.]+)s\s*$", out.strip().splitlines()[-1] if out.strip() else "")
-    return float(m.group(1)) if m else None
 
 
 def main():
@@ -55,7 +52,7 @@ def main():
                     cmd = [args.astrace, "record", "-q", "-f", "-o", out, *opts, "--", args.python,
                            os.path.join(args.workloads, name + ".py")]
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-                    t = own_time(p.stdout)
+                    t = parse_result_line(name, p.stdout)[1]
                     if p.returncode != 0 or t is None:
                         print(f"{name} ({side}) FAILED: {p.stderr[-500:]}", file=sys.stderr)
                         failed = True

@@ -51,7 +51,6 @@ import json
 import math
 import os
 import platform
-import re
 import shlex
 import shutil
 import signal
@@ -63,7 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, kill_group, log, median,
-                           print_table, ratio, tail)
+                           parse_result_line, print_table, ratio, tail)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -160,17 +159,6 @@ def run_cmd(cmd, env, cwd, timeout):
         kill_group(proc)
         proc.communicate()
         raise
-
-
-def parse_result_line(name: str, stdout: str):
-    """Finds the last 'NAME: RESULT in X.XXs' line; returns (result, seconds)."""
-    pat = re.compile(r"^" + re.escape(name) + r": (.*) in ([0-9]+(?:\.[0-9]+)?)s\s*$")
-    found = None
-    for line in stdout.splitlines():
-        m = pat.match(line)
-        if m:
-            found = (m.group(1), float(m.group(2)))
-    return found if found else (None, None)
 
 
 def one_run(kind, name, wl_path, args, env, tmp, idx) -> RunResult:

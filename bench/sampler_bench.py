@@ -30,6 +30,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import parse_result_line  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -42,15 +45,9 @@ CONFIGS = [
 ]
 
 
-def own_time(out):
-    lines = out.strip().splitlines()
-    m = re.search(r": .* in ([\d.]+)s\s*$", lines[-1]) if lines else None
-    return float(m.group(1)) if m else None
-
-
-def run(cmd, env):
+def run(name, cmd, env):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    t = own_time(p.stdout)
+    t = parse_result_line(name, p.stdout)[1]
     if p.returncode != 0 or t is None:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-500:]}")
     return t
@@ -117,12 +114,12 @@ def main():
                 times["untraced"] = []
                 samples = {label: [] for label, _ in CONFIGS}
                 for _ in range(args.runs):
-                    times["untraced"].append(run([args.python, script], env))
+                    times["untraced"].append(run(name, [args.python, script], env))
                     for label, opts in CONFIGS:
                         out, stats = os.path.join(tmp, "t.pftrace"), os.path.join(tmp, "s.json")
                         cmd = [args.astrace, "record", "-q", "-f", "-o", out, "--stats-json", stats, *opts, "--",
                                args.python, script]
-                        times[label].append(run(cmd, env))
+                        times[label].append(run(name, cmd, env))
                         with open(stats) as f:
                             samples[label].append(json.load(f)["samples"])
                 med = {k: statistics.median(v) for k, v in times.items()}
