@@ -243,6 +243,12 @@ class DiffTests(AstraceTestCase):
         self.assertEqual(metric(d, "functions", "handler", "fn.self")["after"], 0.0)
         # Ranked: the biggest change first.
         self.assertEqual({g["key"] for g in dim(d, "functions")["groups"][:2]}, {"json_dumps", "parse"})
+        # Lines of one function are one row: astrace names frames "qualname (file:line)".
+        by_line = os.path.join(self.tmp, "s3.pftrace")
+        sample_trace(by_line, [(30, ["main (app.py:9)", "work (app.py:3)"]), (70, ["main (app.py:9)", "work (app.py:4)"])])
+        d = diff_json(by_line, by_line, "--by", "functions")
+        self.assertEqual({g["key"] for g in dim(d, "functions")["groups"]}, {"main (app.py)", "work (app.py)"})
+        self.assertAlmostEqual(metric(d, "functions", "work (app.py)", "fn.self")["before"], 1.0)
         r = diff("--by", "functions", before, after)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("json_dumps", r.stdout)

@@ -1,6 +1,7 @@
 """End to end: the stack sampler. Real programs whose hot spots are known
 (tests/apps/sampled.py), recorded on every CPython found; the samples are
 read back from the trace and checked against the task timeline."""
+import json
 import re
 import unittest
 
@@ -117,6 +118,54 @@ class SamplerTests(AstraceTestCase):
                 self.assertGreaterEqual(len(at_line), 200)
                 named = [s for s in at_line if s["frames"][-1] == "time.sleep"]
                 self.assertGreaterEqual(len(named), 0.9 * len(at_line))
+
+    def test_full_sample_ring_drops_and_counts(self):
+        """A 4 KiB sample ring at 10 kHz with native stacks overflows between
+        two drains: the drops are counted in the trace, on stderr and in
+        --stats-json, and what was kept is well formed."""
+        stats = f"{self.tmp}/stats.json"
+        rec = self.record([PYTHONS[0], self.app("sampled.py"), "burn"],
+                          options=["--rate", "10000", "--native", "--stats-json", stats],
+                          env={"ASTRACE_SAMPLE_RING_SIZE": "4096"})
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        self.assertWellFormed(rec.trace)
+        end = rec.trace.instant("astrace: process end")["args"]
+        dropped = end["samples_dropped"]
+        self.assertGreater(dropped, 0)
+        self.assertEqual(rec.trace.summary()["samples_dropped"], dropped)
+        self.assertIn(f"{dropped} stack samples were dropped because a sample ring was full", rec.stderr)
+        with open(stats) as f:
+            numbers = json.load(f)
+        self.assertEqual(numbers["samples_dropped"], dropped)
+        self.assertEqual(numbers["samples"], len(rec.trace.data["samples"]))
+        self.assertGreater(numbers["samples"], 0)
+
+    def test_forked_child_is_sampled(self):
+        """A child made by os.fork() that never touches asyncio is sampled
+        from the start, as a process of its own."""
+        code = ("import os, time\n"
+                "def child_spin():\n"
+                "    end = time.perf_counter() + 0.3\n"
+                "    while time.perf_counter() < end: pass\n"
+                "pid = os.fork()\n"
+                "if pid == 0:\n"
+                "    child_spin(); os._exit(0)\n"
+                "os.waitpid(pid, 0)\n")
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, "-c", code])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                self.assertEqual(len(rec.trace.processes()), 2)
+                samples = rec.trace.data["samples"]
+                spin = [s for s in samples if "child_spin (<string>:4)" in s["frames"]]
+                # (No source file for -c code, so the parent's innermost frame is the waitpid line itself.)
+                waiting = [s for s in samples if s["frames"][-1] == "<module> (<string>:8)"]
+                self.assertGreaterEqual(len(spin), 240)
+                self.assertGreaterEqual(len(waiting), 240)
+                # The child's samples are its own process's, not the waiting parent's.
+                self.assertEqual(len({s["pid"] for s in spin}), 1)
+                self.assertEqual(len({s["pid"] for s in waiting}), 1)
+                self.assertNotEqual(spin[0]["pid"], waiting[0]["pid"])
 
     def test_rate(self):
         t, tid, burn_step, _ = self.burn_run(PYTHONS[0], ["--rate", "100"])
