@@ -721,6 +721,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         const struct astrace_rec_callback *cb = (const struct astrace_rec_callback *)rec;
         int64_t lag = rec->size >= sizeof *cb ? cb->lag_ns : -1;
         health_callback(t, lag);
+        tasks_close_lost_steps(p, t, ts);
         uint64_t iid = a0 ? tasks_on_step_begin(p, t, (uint64_t)a0, ts, lag) : 0;
         if (!iid) iid = enc_name_iid(p, seg_text(p->seg, rec->str0, "callback"));
         /* A lag worth reading goes on the slice; every lag feeds the counter. */
@@ -730,6 +731,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         break;
     }
     case ASTRACE_REC_CALLBACK_END: {
+        tasks_close_lost_steps(p, t, ts);
         int at = find_open(t, SK_CALLBACK);
         size_t na = 0;
         if (a0) ann_bool(&a[na], ANN_RAISED, 1), na++;

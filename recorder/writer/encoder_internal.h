@@ -63,6 +63,10 @@ extern const char *const enc_ann_names[ANN_COUNT];
 
 #define STACK_MAX 8
 
+/* Task steps open at once on a thread: one, plus eager tasks' first steps
+ * run inside create_task. */
+#define RUNNING_MAX 16
+
 struct enc_thread {
     uint32_t generation; /* ring generation this track belongs to; 0 = unseen */
     uint64_t uuid;
@@ -81,6 +85,8 @@ struct enc_thread {
     struct loop_health *health; /* loop_health.c, NULL until the thread runs a loop */
     uint64_t live_tasks;        /* tasks created on this thread and not finished */
     uint64_t tasks_created;
+    uint64_t running[RUNNING_MAX]; /* tasks whose step runs now, innermost last (tasks.c) */
+    int nrunning;
 };
 
 struct intern_map;
@@ -211,10 +217,13 @@ struct task_table *tasks_new(void);
 void tasks_free(struct task_table *t);
 /* Called for task records and for task-step callbacks (encoder.c routes them). */
 void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
-/* Returns the event-name iid for the loop thread's callback slice ("step Task-7 fetch"). */
 void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_create *rec);
+/* Returns the event-name iid for the loop thread's callback slice ("step Task-7 fetch"). */
 uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t task, uint64_t ts, int64_t lag_ns);
 void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec);
+/* The thread is past any task step (a callback begins or ends): steps still
+ * open there lost their end records; closes them at ts. */
+void tasks_close_lost_steps(struct enc_process *p, struct enc_thread *th, uint64_t ts);
 /* Ends every task still alive (state=pending) at the process's last timestamp. */
 void tasks_end_all(struct enc_process *p);
 /* Adds a flow to the innermost open slice of a thread (its END carries it). */

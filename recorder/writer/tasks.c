@@ -21,6 +21,15 @@
  * Flows: creation (the creating step, or callback, to the task's first run)
  * and completion (a finishing task's last run to the run of each task that
  * awaited it).
+ *
+ * Lost records. A full ring drops records, and a lane must stay balanced
+ * whatever was lost. Each thread keeps the tasks whose step runs now
+ * (th->running). A step whose end record was lost is found when the thread
+ * shows it is past that step: its callback ends, a callback begins, or an
+ * outer task's step ends. Its run is then closed there with
+ * `unfinished=true`, and the lane shows an "unknown (events lost)" wait
+ * until the task's next step. A step end without its begin still ends the
+ * wait (and, if the task finished, the task).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,8 +370,19 @@ static size_t totals(struct enc_process *p, struct enc_task *task, const char *o
     return n;
 }
 
+/* Takes `addr` off the thread's running stack, if there. */
+static void forget_running(struct enc_thread *th, uint64_t addr) {
+    for (int i = th->nrunning - 1; i >= 0; i--)
+        if (th->running[i] == addr) {
+            memmove(&th->running[i], &th->running[i + 1], (size_t)(th->nrunning - i - 1) * sizeof th->running[0]);
+            th->nrunning--;
+            return;
+        }
+}
+
 static void end_task(struct enc_process *p, struct enc_task *task, uint64_t ts, const char *outcome,
                      const char *exception) {
+    forget_running(&p->threads[task->ring], task->addr);
     if (task->lane) {
         if (task->lane_pending) { /* never ran: its lane's slices start now */
             lane_begin(p, &p->threads[task->ring], task, task->created_ts);
@@ -448,9 +468,48 @@ void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct 
     if (task->lane && !task->lane_pending && task->lane->hosted == 1) name_lane(p, th, task, rec->h.ts);
 }
 
+/* The running step of `task` is over by `ts` but its end record was lost:
+ * close the run there, marked unfinished, and show the time until the
+ * task's next step as a wait on something unknown. */
+static void lose_step_end(struct enc_process *p, struct enc_task *task, uint64_t ts) {
+    struct enc_thread *th = &p->threads[task->ring];
+    forget_running(th, task->addr);
+    if (task->state != T_RUNNING) return;
+    task->run_ns += ts > task->since_ts ? ts - task->since_ts : 0;
+    task->steps++;
+    task->since_ts = ts;
+    task->state = T_SUSPENDED;
+    task->target = 0;
+    Astrace__Pb__DebugAnnotation a;
+    Astrace__Pb__DebugAnnotation *ap = &a;
+    ann_bool(&a, ANN_UNFINISHED, 1);
+    uint64_t track = task->lane ? task->lane->uuid : overflow_track(p, th, task->pool, ts);
+    slice(p, track, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, &ap, 1, task->run_flows, task->nrun_flows,
+          NULL, 0);
+    task->nrun_flows = 0;
+    if (!task->lane) return;
+    slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN,
+          enc_name_iid(p, "unknown (events lost)"), NULL, 0, NULL, 0, NULL, 0);
+    task->waiting_open = 1;
+}
+
+/* Closes the steps on the thread's running stack above `depth`. */
+static void lose_steps_above(struct enc_process *p, struct enc_thread *th, int depth, uint64_t ts) {
+    while (th->nrunning > depth) {
+        struct enc_task *task = find_task(p->ext->tasks, th->running[--th->nrunning]);
+        if (task) lose_step_end(p, task, ts);
+    }
+}
+
+void tasks_close_lost_steps(struct enc_process *p, struct enc_thread *th, uint64_t ts) {
+    if (th->nrunning) lose_steps_above(p, th, 0, ts);
+}
+
 uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint64_t addr, uint64_t ts, int64_t lag_ns) {
     struct enc_task *task = find_task(p->ext->tasks, addr);
     if (!task) return 0;
+    if (task->state == T_RUNNING) lose_step_end(p, task, ts); /* not on the stack: it was full */
+    if (th->nrunning < RUNNING_MAX) th->running[th->nrunning++] = addr;
     task->wait_ns += ts > task->since_ts ? ts - task->since_ts : 0;
     uint64_t *term = task->resume_flow ? &task->resume_flow : NULL;
     uint64_t track;
@@ -500,22 +559,9 @@ static void await_name(struct enc_process *p, const struct astrace_rec_task_step
 void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec) {
     struct task_table *t = p->ext->tasks;
     struct enc_task *task = find_task(t, rec->task);
-    if (!task || task->state != T_RUNNING) return;
+    if (!task) return;
     uint64_t ts = rec->h.ts;
-    task->run_ns += ts > task->since_ts ? ts - task->since_ts : 0;
-    task->steps++;
-    task->since_ts = ts;
     int done = rec->outcome != ASTRACE_STEP_SUSPENDED;
-
-    /* Completion flows to the tasks that await this one. */
-    if (done) {
-        for (size_t i = 0; i < task->nwaiters; i++) {
-            struct enc_task *w = find_task(t, task->waiters[i]);
-            if (!w || w->state != T_SUSPENDED || w->target != task->addr || w->resume_flow) continue;
-            w->resume_flow = enc_new_flow(p);
-            push_u64(&task->run_flows, &task->nrun_flows, &task->caprun_flows, w->resume_flow);
-        }
-    }
     char exception[260] = "";
     if (rec->outcome == ASTRACE_STEP_EXCEPTION) {
         size_t len = rec->text_len;
@@ -526,6 +572,41 @@ void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struc
     }
     static const char *const outcomes[] = {"pending", "result", "exception", "cancelled"};
     const char *outcome = rec->outcome < 4 ? outcomes[rec->outcome] : "?";
+
+    /* Steps that ran inside this one (eager tasks) and lost their ends. */
+    for (int i = th->nrunning - 1; i >= 0; i--)
+        if (th->running[i] == task->addr) {
+            lose_steps_above(p, th, i + 1, ts);
+            th->nrunning = i;
+            break;
+        }
+    if (task->state != T_RUNNING) {
+        /* Its step's begin was lost. If it finished, it ends here; if it
+         * waits again, the wait shown goes on until its next step. */
+        if (done) {
+            if (task->lane && !task->lane_pending && task->waiting_open) {
+                slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_END, 0, NULL, 0, NULL, 0,
+                      NULL, 0);
+                task->waiting_open = 0;
+            }
+            task->wait_ns += ts > task->since_ts ? ts - task->since_ts : 0;
+            end_task(p, task, ts, outcome, exception);
+        }
+        return;
+    }
+    task->run_ns += ts > task->since_ts ? ts - task->since_ts : 0;
+    task->steps++;
+    task->since_ts = ts;
+
+    /* Completion flows to the tasks that await this one. */
+    if (done) {
+        for (size_t i = 0; i < task->nwaiters; i++) {
+            struct enc_task *w = find_task(t, task->waiters[i]);
+            if (!w || w->state != T_SUSPENDED || w->target != task->addr || w->resume_flow) continue;
+            w->resume_flow = enc_new_flow(p);
+            push_u64(&task->run_flows, &task->nrun_flows, &task->caprun_flows, w->resume_flow);
+        }
+    }
 
     /* End the run; a task without a lane carries its totals on its last run. */
     Astrace__Pb__DebugAnnotation a[10];
