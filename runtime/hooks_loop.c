@@ -17,22 +17,12 @@
 #include <structmember.h>
 
 #include "emit.h"
+#include "fast_attr.h"
 #include "hooks.h"
 #include "ready_times.h"
 
 #ifndef Py_TPFLAGS_METHOD_DESCRIPTOR
 #define Py_TPFLAGS_METHOD_DESCRIPTOR (1UL << 17)
-#endif
-
-/* Vectorcall: in CPython's ABI since 3.9 (PEP 590), in the limited API's
- * headers only from 3.12, so declared here. PyType_FromSpec sets a type's
- * vectorcall offset from its __vectorcalloffset__ member. */
-#ifndef Py_TPFLAGS_HAVE_VECTORCALL
-#define Py_TPFLAGS_HAVE_VECTORCALL (1UL << 11)
-typedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
-PyAPI_FUNC(PyObject *) PyObject_Vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
-PyAPI_FUNC(PyObject *) PyVectorcall_Call(PyObject *callable, PyObject *tuple, PyObject *dict);
-#define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
 #endif
 
 typedef struct {
@@ -125,7 +115,7 @@ static PyObject *call_select(MethodHook *self, const struct call *c) {
     return res;
 }
 
-static PyObject *str_callback;
+static struct rt_attr a_callback = RT_ATTR("_callback");
 
 /* How late the loop runs this handle: since Handle.__init__ (call_soon and
  * friends), or, for a timer, since it fell due. -1 when unknown. */
@@ -170,13 +160,11 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
     if (rt_ready()) {
         uint32_t name = 0;
         int kind = RT_CB_PLAIN;
-        PyObject *cb = arg(c, 0) ? PyObject_GetAttr(arg(c, 0), str_callback) : NULL;
+        PyObject *cb = arg(c, 0) ? rt_attr_get(&a_callback, arg(c, 0)) : NULL;
         if (cb) {
             name = rt_callback_name_id(cb, &kind);
             if (kind == RT_CB_TASK_STEP) task = rt_task_step_begin(cb);
             Py_DECREF(cb);
-        } else {
-            PyErr_Clear();
         }
         uint64_t now = rt_now_ns();
         int is_timer = 0;
@@ -291,7 +279,6 @@ int hooks_init(void) {
     if (hook_type) return 0;
     hook_type = PyType_FromSpec(&hook_spec);
     if (!hook_type) return -1;
-    str_callback = PyUnicode_InternFromString("_callback");
     PyObject *types = PyImport_ImportModule("types");
     if (!types) return -1;
     method_type = PyObject_GetAttrString(types, "MethodType");

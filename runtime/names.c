@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fast_attr.h"
 #include "runtime.h"
 
 struct name_slot {
@@ -31,13 +32,12 @@ struct name_slot {
 #define NAME_TABLE_MAX (1u << 16)
 static struct name_slot *table;
 static uint32_t table_cap, table_used;
-static PyObject *str_func, *str_code, *str_qualname, *str_self, *str_module;
+static PyObject *str_qualname, *str_self, *str_module;
+static struct rt_attr a_func = RT_ATTR("__func__"), a_code = RT_ATTR("__code__");
 static PyTypeObject *type_method, *type_function, *type_builtin;
 
 static int names_init(void) {
-    if (str_func) return 0;
-    str_func = PyUnicode_InternFromString("__func__");
-    str_code = PyUnicode_InternFromString("__code__");
+    if (str_qualname) return 0;
     str_qualname = PyUnicode_InternFromString("__qualname__");
     str_self = PyUnicode_InternFromString("__self__");
     str_module = PyUnicode_InternFromString("__module__");
@@ -164,12 +164,12 @@ uint32_t rt_callback_name_id(void *callback, int *kind) {
     void *key;
     PyObject *keyref;
     if (Py_TYPE(cb) == type_method) {
-        func = attr(cb, str_func);
+        func = rt_attr_get(&a_func, cb);
     } else if (Py_TYPE(cb) == type_function) {
         func = cb;
         Py_INCREF(func);
     }
-    if (func && Py_TYPE(func) == type_function) code = attr(func, str_code);
+    if (func && Py_TYPE(func) == type_function) code = rt_attr_get(&a_code, func);
     if (code) {
         key = code;
         keyref = code;

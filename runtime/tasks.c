@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "code_info.h"
+#include "fast_attr.h"
 #include "pyframes.h"
 #include "emit.h"
 
@@ -36,9 +37,15 @@ PyAPI_FUNC(PyFrameObject *) PyFrame_GetBack(PyFrameObject *frame);
 static PyObject *task_types; /* tuple */
 static int python_minor;     /* 11 for 3.11 ... */
 static PyObject *getattr_or_null(PyObject *o, PyObject *name);
-static PyObject *s_cr_suspended, *s_qualname, *s_self, *s_state, *s_exception, *s_fut_waiter, *s_get_coro, *s_get_name,
-    *s_cr_await, *s_cr_code, *s_cr_frame, *s_gi_yieldfrom, *s_gi_code, *s_gi_frame, *s_children, *s_pending,
-    *s_cancelled;
+static PyObject *s_qualname, *s_pending, *s_cancelled, *s_finished;
+/* Attributes and methods read per step (fast_attr.h). */
+static struct rt_attr a_self = RT_ATTR("__self__"), a_state = RT_ATTR("_state"), a_exception = RT_ATTR("_exception"),
+                      a_fut_waiter = RT_ATTR("_fut_waiter"), a_cr_await = RT_ATTR("cr_await"),
+                      a_gi_yieldfrom = RT_ATTR("gi_yieldfrom"), a_cr_code = RT_ATTR("cr_code"),
+                      a_gi_code = RT_ATTR("gi_code"), a_cr_frame = RT_ATTR("cr_frame"),
+                      a_gi_frame = RT_ATTR("gi_frame"), a_cr_suspended = RT_ATTR("cr_suspended"),
+                      a_children = RT_ATTR("_children"), m_get_coro = RT_ATTR("get_coro"),
+                      m_get_name = RT_ATTR("get_name");
 static PyTypeObject *coroutine_type, *generator_type, *gathering_type;
 
 /* ---- reported tasks: address -> the name object last reported ------------ */
@@ -148,23 +155,10 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
     Py_INCREF(task_types);
     if (code_info_init(prefixes) != 0) return -1;
     s_qualname = intern("__qualname__");
-    s_cr_suspended = intern("cr_suspended");
     python_minor = (int)((hexversion >> 16) & 0xff);
-    s_self = intern("__self__");
-    s_state = intern("_state");
-    s_exception = intern("_exception");
-    s_fut_waiter = intern("_fut_waiter");
-    s_get_coro = intern("get_coro");
-    s_get_name = intern("get_name");
-    s_cr_await = intern("cr_await");
-    s_cr_code = intern("cr_code");
-    s_cr_frame = intern("cr_frame");
-    s_gi_yieldfrom = intern("gi_yieldfrom");
-    s_gi_code = intern("gi_code");
-    s_gi_frame = intern("gi_frame");
-    s_children = intern("_children");
     s_pending = intern("PENDING");
     s_cancelled = intern("CANCELLED");
+    s_finished = intern("FINISHED");
     PyObject *types_mod = PyImport_ImportModule("types");
     PyObject *tasks_mod = PyImport_ImportModule("asyncio.tasks");
     if (!types_mod || !tasks_mod) {
@@ -287,6 +281,23 @@ static void write_var(void *fixed, size_t fixed_len, const char *text, size_t te
     astrace_ring_commit(&rt_tls.ring, next);
 }
 
+enum future_state { FUT_UNKNOWN, FUT_PENDING, FUT_CANCELLED, FUT_FINISHED };
+
+/* A future's _state. asyncio's futures hold the interned state names, so
+ * identity decides; anything else is compared by value. */
+static enum future_state future_state(PyObject *state) {
+    if (state == s_pending) return FUT_PENDING;
+    if (state == s_finished) return FUT_FINISHED;
+    if (state == s_cancelled) return FUT_CANCELLED;
+    if (!state || !PyUnicode_Check(state)) return FUT_UNKNOWN;
+    enum future_state r = PyUnicode_Compare(state, s_pending) == 0     ? FUT_PENDING
+                          : PyUnicode_Compare(state, s_finished) == 0  ? FUT_FINISHED
+                          : PyUnicode_Compare(state, s_cancelled) == 0 ? FUT_CANCELLED
+                                                                       : FUT_UNKNOWN;
+    if (PyErr_Occurred()) PyErr_Clear();
+    return r;
+}
+
 static PyObject *getattr_or_null(PyObject *o, PyObject *name) {
     PyObject *v = PyObject_GetAttr(o, name);
     if (!v) PyErr_Clear();
@@ -302,8 +313,8 @@ static PyObject *code_of(PyObject *awaitable) {
             return code;
         }
     }
-    if (coro) return getattr_or_null(awaitable, s_cr_code);
-    if (PyObject_TypeCheck(awaitable, generator_type)) return getattr_or_null(awaitable, s_gi_code);
+    if (coro) return rt_attr_get(&a_cr_code, awaitable);
+    if (PyObject_TypeCheck(awaitable, generator_type)) return rt_attr_get(&a_gi_code, awaitable);
     return NULL;
 }
 
@@ -351,9 +362,12 @@ static const char *set_name_fields(struct astrace_rec_task_create *rec, PyObject
         *name_len = 0;
     }
     rec->default_number = -1;
-    if (*name_len > 5 && *name_len < 25 && !strncmp(name, "Task-", 5) &&
-        strspn(name + 5, "0123456789") == (size_t)*name_len - 5)
-        rec->default_number = strtoll(name + 5, NULL, 10);
+    if (*name_len > 5 && *name_len < 24 && !memcmp(name, "Task-", 5) && (name[5] != '0' || *name_len == 6)) {
+        int64_t n = 0;
+        Py_ssize_t i = 5;
+        while (i < *name_len && name[i] >= '0' && name[i] <= '9') n = n * 10 + (name[i++] - '0');
+        if (i == *name_len) rec->default_number = n;
+    }
     if (rec->default_number >= 0) *name_len = 0;
     if (*name_len > 200) *name_len = 200;
     rec->name_len = (uint16_t)*name_len;
@@ -363,8 +377,8 @@ static const char *set_name_fields(struct astrace_rec_task_create *rec, PyObject
 /* True while the task has not finished. (Task.get_coro() on a finished
  * eager task crashes CPython 3.12.0/3.12.1, so it is only asked of these.) */
 static int task_pending(PyObject *task) {
-    PyObject *state = getattr_or_null(task, s_state);
-    int pending = state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_pending) == 0;
+    PyObject *state = rt_attr_get(&a_state, task);
+    int pending = future_state(state) == FUT_PENDING;
     if (PyErr_Occurred()) PyErr_Clear();
     Py_XDECREF(state);
     return pending;
@@ -384,7 +398,7 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
     if (coro)
         Py_INCREF(coro);
     else if (task_pending(task))
-        coro = PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+        coro = rt_method_call0(&m_get_coro, task);
     if (!coro) PyErr_Clear();
     PyObject *code = coro ? code_of(coro) : NULL;
     if (code) {
@@ -392,7 +406,7 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
         if (ci) rec.h.str0 = ci->qualname;
         Py_DECREF(code);
     }
-    PyObject *pyname = PyObject_CallMethodObjArgs(task, s_get_name, NULL);
+    PyObject *pyname = rt_method_call0(&m_get_name, task);
     Py_ssize_t name_len;
     const char *name = set_name_fields(&rec, pyname, &name_len);
     write_var(&rec, sizeof rec, name, (size_t)name_len);
@@ -408,7 +422,7 @@ static void emit_create(PyObject *task, uint32_t location, int discovered) {
 /* A name set after creation (asyncio.create_task(name=...) in 3.11 does
  * that, and so does Task.set_name) is reported at the task's next step. */
 static void check_rename(PyObject *task, struct known_task *k) {
-    PyObject *pyname = PyObject_CallMethodObjArgs(task, s_get_name, NULL);
+    PyObject *pyname = rt_method_call0(&m_get_name, task);
     if (!pyname) {
         PyErr_Clear();
         return;
@@ -435,7 +449,7 @@ static void check_rename(PyObject *task, struct known_task *k) {
 static int ran_eagerly(PyObject *task, PyObject *coro) {
     if (python_minor < 12) return 0;
     if (!task_pending(task)) return 1;
-    PyObject *suspended = coro ? getattr_or_null(coro, s_cr_suspended) : NULL;
+    PyObject *suspended = coro ? rt_attr_get(&a_cr_suspended, coro) : NULL;
     int started = suspended == Py_True;
     Py_XDECREF(suspended);
     return started;
@@ -457,7 +471,7 @@ void rt_task_created(void *task, void *coro_arg, uint64_t call_start_ns) {
 }
 
 void *rt_task_step_begin(void *callback) {
-    PyObject *task = getattr_or_null(callback, s_self);
+    PyObject *task = rt_attr_get(&a_self, callback);
     if (!task) return NULL;
     if (!rt_is_task(task)) {
         Py_DECREF(task);
@@ -482,7 +496,7 @@ void *rt_task_step_begin(void *callback) {
 static int suspended_at(PyObject *obj, PyObject *code, const struct code_info *ci) {
     int offset = pyframes_coro_offset(obj, code, ci->code_bytes);
     if (offset >= 0) return offset;
-    PyObject *frame = getattr_or_null(obj, PyObject_TypeCheck(obj, coroutine_type) ? s_cr_frame : s_gi_frame);
+    PyObject *frame = rt_attr_get(PyObject_TypeCheck(obj, coroutine_type) ? &a_cr_frame : &a_gi_frame, obj);
     int line = frame && frame != Py_None ? PyFrame_GetLineNumber((PyFrameObject *)frame) : 0;
     Py_XDECREF(frame);
     return -(line < 0 ? 0 : line) - 1;
@@ -517,7 +531,7 @@ static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, i
  * seen, so a step costs a few attribute reads per await level. */
 static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
     struct known_task *k = known_find((uintptr_t)task);
-    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : PyObject_CallMethodObjArgs(task, s_get_coro, NULL);
+    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : rt_method_call0(&m_get_coro, task);
     if (!obj) PyErr_Clear();
     uint32_t label = 0, user_location = 0;
     int label_is_dunder = 0, n = 0;
@@ -550,7 +564,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
         levels[n].at = at;
         n++;
         Py_DECREF(code);
-        PyObject *next = getattr_or_null(obj, PyObject_TypeCheck(obj, coroutine_type) ? s_cr_await : s_gi_yieldfrom);
+        PyObject *next = rt_attr_get(PyObject_TypeCheck(obj, coroutine_type) ? &a_cr_await : &a_gi_yieldfrom, obj);
         Py_DECREF(obj);
         obj = next;
         if (obj == Py_None) {
@@ -566,7 +580,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
         return;
     }
     /* The user code awaits a future itself: what kind of future. */
-    PyObject *waiter = getattr_or_null(task, s_fut_waiter);
+    PyObject *waiter = rt_attr_get(&a_fut_waiter, task);
     if (!waiter || waiter == Py_None) {
         rec->h.str0 = rt_static_string("await (bare yield)");
     } else if (rt_is_task(waiter)) {
@@ -581,7 +595,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
             check_rename(waiter, awaited);
     } else if (gathering_type && PyObject_TypeCheck(waiter, gathering_type)) {
         rec->h.str0 = rt_static_string("await gather()");
-        PyObject *children = getattr_or_null(waiter, s_children);
+        PyObject *children = rt_attr_get(&a_children, waiter);
         Py_ssize_t count = children ? PySequence_Size(children) : -1;
         if (count < 0) PyErr_Clear();
         rec->count = count > 0 ? (uint32_t)count : 0;
@@ -607,15 +621,17 @@ void rt_task_step_end(void *task_obj, void *previous_task) {
     rec.task = (uint64_t)(uintptr_t)task;
     char text[256];
     size_t text_len = 0;
-    PyObject *state = getattr_or_null(task, s_state);
-    if (state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_pending) == 0) {
+    PyObject *state = rt_attr_get(&a_state, task);
+    enum future_state fs = future_state(state);
+    Py_XDECREF(state);
+    if (fs == FUT_PENDING) {
         rec.outcome = ASTRACE_STEP_SUSPENDED;
         describe_await(task, &rec);
     } else {
-        if (state && PyUnicode_Check(state) && PyUnicode_Compare(state, s_cancelled) == 0) {
+        if (fs == FUT_CANCELLED) {
             rec.outcome = ASTRACE_STEP_CANCELLED;
         } else {
-            PyObject *exc = getattr_or_null(task, s_exception);
+            PyObject *exc = rt_attr_get(&a_exception, task);
             if (exc && exc != Py_None) {
                 rec.outcome = ASTRACE_STEP_EXCEPTION;
                 text_len = rt_describe_exception(exc, text, sizeof text);
@@ -630,7 +646,6 @@ void rt_task_step_end(void *task_obj, void *previous_task) {
         known_remove((uintptr_t)task);
     }
     if (PyErr_Occurred()) PyErr_Clear();
-    Py_XDECREF(state);
     write_var(&rec, sizeof rec, text, text_len);
     Py_DECREF(task);
 }
