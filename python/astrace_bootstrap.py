@@ -31,8 +31,7 @@ _SAMPLE_SIGNAL = int(os.environ.get("ASTRACE_SAMPLE_SIGNAL", "27") or 27)  # SIG
 def _hooks():
     return {
         "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)] +
-                               ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []) +
-                               ([("BaseEventLoop", "_call_soon", _astrace.HOOK_CALL_SOON)] if _COUNTERS else []),
+                               ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []),
         "asyncio.tasks": [],  # see _install: tells the runtime what a task is
         "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
         "selectors": [
@@ -71,30 +70,18 @@ def _init_tasks(module):
     _astrace.init_tasks(types, [os.path.dirname(os.__file__)], sys.hexversion, pytypes.CodeType)
 
 
-# Loop lag needs the time each handle became ready: BaseEventLoop._call_soon
-# (behind call_soon and call_soon_threadsafe) is wrapped when it has the
-# expected shape (these arguments, returning the handle, as in CPython
-# 3.11-3.13); otherwise Handle.__init__ is wrapped instead.
-_CALL_SOON_ARGS = ("self", "callback", "args", "context")
-
-
-def _call_soon_matches(cls):
-    code = getattr(cls.__dict__.get("_call_soon"), "__code__", None)
-    return code is not None and code.co_varnames[:code.co_argcount] == _CALL_SOON_ARGS
-
-
 def _install(modname, module):
     if modname == "asyncio.tasks" and _TASKS:
         _init_tasks(module)
     if modname == "asyncio.events":
-        _astrace.init_loop(module, _COUNTERS)
+        # Loop lag: each loop's ready queue becomes a deque that notes when
+        # each callback became ready (runtime/ready_queue.h).
+        import collections
+        _astrace.init_loop(module, collections.deque if _COUNTERS else None)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)
         if cls is None:
             continue  # e.g. KqueueSelector on Linux
-        if kind == _astrace.HOOK_CALL_SOON and not _call_soon_matches(cls):
-            import asyncio.events
-            cls, attr, kind = asyncio.events.Handle, "__init__", _astrace.HOOK_HANDLE_INIT
         # Hook the class that defines the method (PollSelector inherits
         # select from _PollLikeSelector); hooking twice is a no-op.
         owner = next((c for c in cls.__mro__ if attr in c.__dict__), None)

@@ -9,13 +9,12 @@ enum hook_kind {
     HOOK_SELECT,       /* selectors.*Selector.select */
     HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
     HOOK_CREATE_TASK,  /* BaseEventLoop.create_task */
-    HOOK_HANDLE_INIT,  /* asyncio.events.Handle.__init__: when it became ready */
-    HOOK_CALL_SOON,    /* BaseEventLoop._call_soon: when a handle became ready */
 };
 
-/* init_loop(): the TimerHandle class (its _when is its due time) and whether
- * the loop-health measurements (lag, ready queue) are on. */
-int hooks_init_loop(PyObject *timer_handle_type, int counters);
+/* init_loop(): the TimerHandle class (its _when is its due time) and
+ * collections.deque when the loop-health measurements (lag, ready queue) are
+ * on, None when they are off. */
+int hooks_init_loop(PyObject *timer_handle_type, PyObject *deque);
 
 int hooks_init(void);
 PyObject *hook_new(PyObject *wrapped, int kind); /* new reference */

@@ -19,7 +19,7 @@
 #include "emit.h"
 #include "fast_attr.h"
 #include "hooks.h"
-#include "ready_times.h"
+#include "ready_queue.h"
 
 #ifndef Py_TPFLAGS_METHOD_DESCRIPTOR
 #define Py_TPFLAGS_METHOD_DESCRIPTOR (1UL << 17)
@@ -50,16 +50,14 @@ static PyObject *call_original(MethodHook *self, const struct call *c) {
 static PyObject *method_type; /* types.MethodType */
 static PyTypeObject *timer_handle_type;
 static int counters_on;
-static PyObject *str_ready, *str_when;
 
-int hooks_init_loop(PyObject *timer_type, int counters) {
+int hooks_init_loop(PyObject *timer_type, PyObject *deque) {
     Py_XDECREF((PyObject *)timer_handle_type);
     Py_INCREF(timer_type);
     timer_handle_type = (PyTypeObject *)timer_type;
-    counters_on = counters;
-    if (!str_ready) str_ready = PyUnicode_InternFromString("_ready");
-    if (!str_when) str_when = PyUnicode_InternFromString("_when");
-    return str_ready && str_when ? 0 : -1;
+    counters_on = deque != Py_None;
+    if (ready_queue_init(deque) != 0) return -1;
+    return 0;
 }
 
 static uint64_t monotonic_ns(void) {
@@ -71,7 +69,7 @@ static uint64_t monotonic_ns(void) {
 /* len(loop._ready): callbacks waiting at the start of this iteration. */
 static int64_t ready_length(const struct call *c) {
     if (!counters_on || !arg(c, 0)) return -1;
-    PyObject *ready = PyObject_GetAttr(arg(c, 0), str_ready);
+    PyObject *ready = ready_queue_of(arg(c, 0));
     Py_ssize_t n = ready ? PyObject_Size(ready) : -1;
     Py_XDECREF(ready);
     if (n < 0) PyErr_Clear();
@@ -115,16 +113,17 @@ static PyObject *call_select(MethodHook *self, const struct call *c) {
     return res;
 }
 
-static struct rt_attr a_callback = RT_ATTR("_callback");
+static struct rt_attr a_callback = RT_ATTR("_callback"), a_when = RT_ATTR("_when");
 
-/* How late the loop runs this handle: since Handle.__init__ (call_soon and
- * friends), or, for a timer, since it fell due. -1 when unknown. */
+/* How late the loop runs this handle: since it was queued (call_soon and
+ * friends, ready_queue.h), or, for a timer, since it fell due. -1 when
+ * unknown. */
 static int64_t handle_lag(PyObject *handle, uint64_t now, int *is_timer) {
     *is_timer = 0;
     if (!counters_on) return -1;
-    uint64_t made = ready_times_take(handle);
+    uint64_t made = ready_queue_take(handle);
     if (timer_handle_type && PyObject_TypeCheck(handle, timer_handle_type)) {
-        PyObject *when = PyObject_GetAttr(handle, str_when);
+        PyObject *when = rt_attr_get(&a_when, handle);
         double due = when ? PyFloat_AsDouble(when) : -1.0;
         Py_XDECREF(when);
         if (PyErr_Occurred()) {
@@ -195,27 +194,6 @@ static PyObject *call_create_task(MethodHook *self, const struct call *c) {
     return res;
 }
 
-/* BaseEventLoop._call_soon(self, callback, args, context): every
- * call_soon and call_soon_threadsafe goes through it; the handle it returns
- * became ready now. (Wrapping it costs less than wrapping Handle.__init__,
- * which runs for timers too.) */
-static PyObject *call_call_soon(MethodHook *self, const struct call *c) {
-    PyObject *handle = call_original(self, c);
-    if (handle && counters_on) ready_times_put(handle, rt_now_ns() - (uint64_t)rt_tls.current_lag);
-    return handle;
-}
-
-/* Handle.__init__: remember when the handle became ready. A handle made by
- * a timer callback that ran late inherits that lateness (a timer due at
- * 50 ms that runs at 260 ms and wakes a task: the task's wakeup is 210 ms
- * late, not the few microseconds since the timer callback scheduled it).
- * Lateness is not inherited along call_soon chains, where it would add up. */
-static PyObject *call_handle_init(MethodHook *self, const struct call *c) {
-    PyObject *res = call_original(self, c);
-    if (res && counters_on && arg(c, 0)) ready_times_put(arg(c, 0), rt_now_ns() - (uint64_t)rt_tls.current_lag);
-    return res;
-}
-
 static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     MethodHook *self = (MethodHook *)op;
     struct call c = {args, nargsf, (Py_ssize_t)(nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET), kwnames};
@@ -224,8 +202,6 @@ static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nar
     case HOOK_SELECT: return call_select(self, &c);
     case HOOK_HANDLE_RUN: return call_handle_run(self, &c);
     case HOOK_CREATE_TASK: return call_create_task(self, &c);
-    case HOOK_HANDLE_INIT: return call_handle_init(self, &c);
-    case HOOK_CALL_SOON: return call_call_soon(self, &c);
     default: return call_original(self, &c);
     }
 }

@@ -5,7 +5,7 @@
  *         ring_size, ring_count, strings_capacity)  create the segment
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
- *   init_loop(asyncio.events, counters) loop lag and ready-queue measurements
+ *   init_loop(asyncio.events, collections.deque or None)  loop lag, ready queue
  *   gc_callback(phase, info)            for gc.callbacks: GC slices
  *   sampler_start(rate, cpu, native, signo, probe_code, probe_strings, call_ops)
  *                            arm the stack sampler (before thread_started)
@@ -85,7 +85,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_CALL_SOON) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_CREATE_TASK) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -183,12 +183,11 @@ static PyObject *mod_init_tasks(PyObject *m, PyObject *args) {
 
 static PyObject *mod_init_loop(PyObject *m, PyObject *args) {
     (void)m;
-    PyObject *events;
-    int counters;
-    if (!PyArg_ParseTuple(args, "Op", &events, &counters)) return NULL;
+    PyObject *events, *deque;
+    if (!PyArg_ParseTuple(args, "OO", &events, &deque)) return NULL;
     PyObject *timer_type = PyObject_GetAttrString(events, "TimerHandle");
     if (!timer_type) return NULL;
-    int rc = hooks_init_loop(timer_type, counters) != 0;
+    int rc = hooks_init_loop(timer_type, deque) != 0;
     Py_DECREF(timer_type);
     if (rc) return NULL;
     Py_RETURN_NONE;
@@ -269,8 +268,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
         PyModule_AddIntConstant(m, "HOOK_SELECT", HOOK_SELECT) ||
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
         PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
-        PyModule_AddIntConstant(m, "HOOK_HANDLE_INIT", HOOK_HANDLE_INIT) ||
-        PyModule_AddIntConstant(m, "HOOK_CALL_SOON", HOOK_CALL_SOON) ||
+
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);
         return NULL;

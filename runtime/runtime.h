@@ -48,6 +48,8 @@ struct rt_thread {
     int loop_depth;      /* >0 while inside BaseEventLoop._run_once */
     void *current_task;  /* the task whose step runs on this thread, or NULL */
     int64_t current_lag; /* lag of the callback running on this thread, 0 if none */
+    void *ready_queue;   /* ready_queue.c: the ready queue of the loop running here, */
+    void *ready_ring;    /* and the times of its items */
     /* Sampler (sampler.c): this thread's sample ring and Python thread state. */
     int has_samples;
     struct astrace_ring samples;

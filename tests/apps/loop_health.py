@@ -5,16 +5,24 @@
   rss    allocate and touch 200 MB
   gc     gc.collect() inside a task step
   ready  100 callbacks scheduled at once
+  starve a step sets an Event and has another thread call_soon_threadsafe,
+         then holds the loop for 200 ms (time.sleep): the woken task and the
+         thread's callback both run ~200 ms after they became ready
 """
 import asyncio
 import gc
 import sys
+import threading
 import time
 
 MODE = sys.argv[1]
 
 
 def timer_cb():
+    pass
+
+
+def threadsafe_cb():
     pass
 
 
@@ -45,6 +53,24 @@ async def main():
         await asyncio.sleep(0.01)
         gc.collect()
         await asyncio.sleep(0.01)
+    elif MODE == "starve":
+        event = asyncio.Event()
+
+        async def waiter():
+            await event.wait()
+
+        task = asyncio.create_task(waiter(), name="starved")
+        await asyncio.sleep(0.01)
+        event.set()  # the waiter's wakeup is ready now
+        worker = threading.Thread(target=loop.call_soon_threadsafe, args=(threadsafe_cb,))
+        worker.start()
+        worker.join()  # ... and so is threadsafe_cb
+        time.sleep(0.2)
+        await task
+        # The ready queue is still a deque to the program.
+        import collections
+        assert isinstance(loop._ready, collections.deque), type(loop._ready)
+        print("ready queue:", type(loop._ready).__name__)
     elif MODE == "ready":
         for _ in range(100):
             loop.call_soon(timer_cb)

@@ -48,6 +48,23 @@ class LoopHealthTests(AstraceTestCase):
                 self.assertEqual(len(slow_marks), 1)
                 self.assertAlmostEqual(slow_marks[0]["args"]["dur_ms"], blk["dur"] / MS, delta=0.01)
 
+    def test_loop_lag_of_callbacks_made_ready_by_call_soon(self):
+        """Measured from the moment each became ready: an Event.set() in a
+        step that then blocks, and call_soon_threadsafe from another thread."""
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.run_mode(py, "starve")
+                t = rec.trace
+                life = [s for s in t.slices if s["depth"] == 0 and s["args"].get("task_name") == "starved"]
+                runs = [s for s in t.slices if s["track"] == life[0]["track"] and s["name"] == "run"]
+                self.assertEqual(len(runs), 2)
+                self.assertGreaterEqual(runs[1]["args"]["lag_ms"], 195)
+                self.assertLess(runs[1]["args"]["lag_ms"], 300)
+                (cb,) = t.slices_named("threadsafe_cb")
+                self.assertGreaterEqual(cb["args"]["lag_ms"], 195)
+                self.assertLess(cb["args"]["lag_ms"], 300)
+                self.assertIn("ready queue: ReadyQueue", rec.stdout)
+
     def test_slow_callback_threshold_and_message(self):
         rec = self.run_mode(PYTHONS[0], "lag")
         self.assertIn("1 slow callback (>= 100 ms); the slowest: blocker", rec.stderr)
