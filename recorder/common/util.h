@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ASTRACE_VERSION "0.1.0"
 
@@ -40,11 +41,24 @@ static inline uint64_t hash_u64(uint64_t x) {
     return x;
 }
 
-/* FNV-1a of a byte string, never 0: the recorder's hash of texts. */
+/* The recorder's hash of texts, never 0: eight bytes per multiply (texts
+ * are hashed once per event that names one), with a final avalanche so the
+ * low bits that pick a slot depend on every byte. */
 static inline uint64_t hash_bytes(const void *data, size_t len) {
     const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ len;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 29;
+    }
+    uint64_t tail = 0; /* byte by byte: no partial store then wide load */
+    for (size_t i = 0; i < len; i++) tail |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ tail) * 0x94d049bb133111ebULL;
+    h ^= h >> 32;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
     return h ? h : 1;
 }
 

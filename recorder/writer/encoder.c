@@ -160,6 +160,10 @@ enum {
     F_PKT_TRACK_EVENT = 11,
     F_PKT_INTERNED = 12,
     F_PKT_SEQ_FLAGS = 13,
+    F_INTERNED_EVENT_NAMES = 2, /* InternedData */
+    F_INTERNED_STRINGS = 29,
+    F_INTERNED_ENTRY_IID = 1, /* EventName, InternedString */
+    F_INTERNED_ENTRY_TEXT = 2,
     F_EV_ANNOTATIONS = 4,
     F_EV_TYPE = 9,
     F_EV_NAME_IID = 10,
@@ -200,13 +204,22 @@ void enc_emit(struct enc_process *p, const struct enc_event *e) {
     pb_uint(b, F_PKT_TIMESTAMP, e->ts);
     pb_uint(b, F_PKT_SEQ_ID, p->seq_id);
     pb_uint(b, F_PKT_SEQ_FLAGS, ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE);
-    Astrace__Pb__InternedData idata;
-    if (take_batch(p, &idata)) {
-        size_t n = astrace__pb__interned_data__get_packed_size(&idata);
-        pb_tag(b, F_PKT_INTERNED, PB_LEN);
-        pb_varint(b, n);
-        buf_reserve(b, n);
-        b->len += astrace__pb__interned_data__pack(&idata, b->data + b->len);
+    struct intern_batch *batch = &p->ext->batch;
+    if (batch->nnames || batch->nstrs) { /* InternedData: event_names, debug_annotation_string_values */
+        size_t idata = pb_begin(b, F_PKT_INTERNED);
+        for (size_t i = 0; i < batch->nnames; i++) {
+            size_t en = pb_begin(b, F_INTERNED_EVENT_NAMES);
+            pb_uint(b, F_INTERNED_ENTRY_IID, batch->names[i].iid);
+            pb_bytes(b, F_INTERNED_ENTRY_TEXT, batch->names[i].name, strlen(batch->names[i].name));
+            pb_end(b, en);
+        }
+        for (size_t i = 0; i < batch->nstrs; i++) {
+            size_t is = pb_begin(b, F_INTERNED_STRINGS);
+            pb_uint(b, F_INTERNED_ENTRY_IID, batch->strs[i].iid);
+            pb_bytes(b, F_INTERNED_ENTRY_TEXT, batch->strs[i].str.data, batch->strs[i].str.len);
+            pb_end(b, is);
+        }
+        pb_end(b, idata);
         clear_batch(p);
     }
     size_t ev = pb_begin(b, F_PKT_TRACK_EVENT);
@@ -446,8 +459,7 @@ static void maybe_reset_interning(struct enc_process *p, uint64_t ts) {
                         ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE;
     pk.interned_data = &idata;
     trace_file_write(p->enc->tf, &pk);
-    intern_map_free(p->ext->interned);
-    p->ext->interned = NULL;
+    intern_map_clear(p->ext->interned);
     clear_batch(p);
     p->ext->intern_generation++;
 }

@@ -154,6 +154,8 @@ enum intern_space {
 };
 uint64_t enc_intern(struct enc_process *p, enum intern_space space, const char *text, int *is_new);
 void intern_map_free(struct intern_map *m);
+/* Forgets every text (a new interning generation), keeping the memory. */
+void intern_map_clear(struct intern_map *m);
 size_t intern_map_size(const struct intern_map *m); /* texts interned, 0 for NULL */
 
 /* samples.c: one ASTRACE_REC_SAMPLE of thread t becomes a PerfSample. */

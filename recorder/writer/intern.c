@@ -11,10 +11,16 @@
 #include "writer/encoder_internal.h"
 
 struct intern_entry {
-    char *text; /* NULL = empty slot */
-    uint64_t hash;
+    char *text;
     uint64_t name_iid, str_iid;   /* 0 = not yet interned in that space */
     uint64_t iids[INTERN_SPACES]; /* the sample spaces (enc_intern) */
+};
+
+/* The probed table holds only hashes and entry numbers, 16 bytes a slot, so
+ * a lookup touches little memory; the entries sit in insertion order. */
+struct intern_slot {
+    uint64_t hash; /* 0 = empty (hash_bytes is never 0) */
+    uint64_t entry;
 };
 
 /* Texts live in 1 MiB arena chunks, freed together with the map. */
@@ -25,8 +31,10 @@ struct arena_chunk {
 };
 
 struct intern_map {
-    struct intern_entry *slots;
+    struct intern_slot *slots;
     size_t cap, used;
+    struct intern_entry *entries; /* `used` of them */
+    size_t cap_entries;
     uint64_t next_name_iid, next_str_iid;
     uint64_t next_iid[INTERN_SPACES];
     struct arena_chunk *chunks;
@@ -50,31 +58,41 @@ static char *arena_copy(struct intern_map *m, const char *text, size_t len) {
     return out;
 }
 
+/* The entry for `text`, made if new; valid until the next lookup (entries
+ * move when their array grows; the text itself never moves). */
 static struct intern_entry *lookup(struct intern_map *m, const char *text) {
     /* Grow at half full: probes stay short. */
     if (m->used * 2 >= m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 1024;
-        struct intern_entry *n = xcalloc(ncap, sizeof *n);
+        struct intern_slot *n = xcalloc(ncap, sizeof *n);
         for (size_t i = 0; i < m->cap; i++) {
-            if (!m->slots[i].text) continue;
+            if (!m->slots[i].hash) continue;
             size_t j = m->slots[i].hash & (ncap - 1);
-            while (n[j].text) j = (j + 1) & (ncap - 1);
+            while (n[j].hash) j = (j + 1) & (ncap - 1);
             n[j] = m->slots[i];
         }
         free(m->slots);
         m->slots = n;
         m->cap = ncap;
     }
-    uint64_t h = hash_bytes(text, strlen(text));
+    size_t len = strlen(text);
+    uint64_t h = hash_bytes(text, len);
     size_t j = h & (m->cap - 1);
-    while (m->slots[j].text) {
-        if (m->slots[j].hash == h && !strcmp(m->slots[j].text, text)) return &m->slots[j];
+    while (m->slots[j].hash) {
+        struct intern_entry *e = &m->entries[m->slots[j].entry];
+        if (m->slots[j].hash == h && !strcmp(e->text, text)) return e;
         j = (j + 1) & (m->cap - 1);
     }
-    m->slots[j].text = arena_copy(m, text, strlen(text));
+    if (m->used == m->cap_entries) {
+        m->cap_entries = m->cap_entries ? m->cap_entries * 2 : 1024;
+        m->entries = xrealloc(m->entries, m->cap_entries * sizeof *m->entries);
+    }
+    struct intern_entry *e = &m->entries[m->used];
+    memset(e, 0, sizeof *e);
+    e->text = arena_copy(m, text, len);
     m->slots[j].hash = h;
-    m->used++;
-    return &m->slots[j];
+    m->slots[j].entry = m->used++;
+    return e;
 }
 
 static struct intern_map *map_of(struct enc_process *p) {
@@ -166,6 +184,26 @@ const char *enc_name_text(struct enc_process *p, uint64_t iid) {
     return m->names_by_iid[iid - ENC_IID_FIRST_DYNAMIC];
 }
 
+void intern_map_clear(struct intern_map *m) {
+    if (!m) return;
+    /* Keep the table at its size and one text chunk: the next generation
+     * fills them again without regrowing (and re-faulting) them. */
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->used = 0; /* the entries array is kept too */
+    m->next_name_iid = ENC_IID_FIRST_DYNAMIC;
+    m->next_str_iid = 1;
+    memset(m->next_iid, 0, sizeof m->next_iid);
+    struct arena_chunk *keep = m->chunks;
+    if (keep) {
+        for (struct arena_chunk *c = keep->next, *next; c; c = next) {
+            next = c->next;
+            free(c);
+        }
+        keep->next = NULL;
+        keep->used = 0;
+    }
+}
+
 void intern_map_free(struct intern_map *m) {
     if (!m) return;
     free(m->names_by_iid);
@@ -174,5 +212,6 @@ void intern_map_free(struct intern_map *m) {
         free(c);
     }
     free(m->slots);
+    free(m->entries);
     free(m);
 }

@@ -540,20 +540,22 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
     return step_iid(p, task);
 }
 
-/* The await slice's name: what the task waits on, in the user's words. */
-static void await_name(struct enc_process *p, const struct astrace_rec_task_step_end *rec, char *out, size_t cap) {
+/* The await slice's name: what the task waits on, in the user's words
+ * (formatted into `out` when it names a task or counts a gather). */
+static const char *await_name(struct enc_process *p, const struct astrace_rec_task_step_end *rec, char *out,
+                              size_t cap) {
     const char *what = enc_seg_text(p, rec->h.str0, "await");
     if (rec->target && !strcmp(what, "await task")) {
         struct enc_task *target = find_task(p->ext->tasks, rec->target);
-        if (target)
-            snprintf(out, cap, "await %s (%s)", target->name, target->coro);
-        else
-            snprintf(out, cap, "await Task");
-    } else if (!strcmp(what, "await gather()")) {
-        snprintf(out, cap, "await gather(%u task%s)", rec->count, rec->count == 1 ? "" : "s");
-    } else {
-        snprintf(out, cap, "%s", what);
+        if (!target) return "await Task";
+        snprintf(out, cap, "await %s (%s)", target->name, target->coro);
+        return out;
     }
+    if (!strcmp(what, "await gather()")) {
+        snprintf(out, cap, "await gather(%u task%s)", rec->count, rec->count == 1 ? "" : "s");
+        return out;
+    }
+    return what;
 }
 
 void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec) {
@@ -629,14 +631,13 @@ void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struc
         if (target) push_u64(&target->waiters, &target->nwaiters, &target->capwaiters, task->addr);
     }
     if (!task->lane) return;
-    char name[300];
-    await_name(p, rec, name, sizeof name);
+    char buf[300];
+    uint64_t name_iid = enc_name_iid(p, await_name(p, rec, buf, sizeof buf)); /* before seg texts are read again */
     n = 0;
     if (rec->location) ann_str(p, &a[n], ANN_AWAITED_AT, enc_seg_text(p, rec->location, "")), ap[n] = &a[n], n++;
     if (rec->chain) ann_str(p, &a[n], ANN_AWAIT_CHAIN, enc_seg_text(p, rec->chain, "")), ap[n] = &a[n], n++;
     if (rec->count) ann_uint(&a[n], ANN_GATHER_CHILDREN, rec->count), ap[n] = &a[n], n++;
-    slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, enc_name_iid(p, name), ap, n, NULL,
-          0, NULL, 0);
+    slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, name_iid, ap, n, NULL, 0, NULL, 0);
     task->waiting_open = 1;
 }
 

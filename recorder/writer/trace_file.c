@@ -49,7 +49,7 @@ int trace_file_open(struct trace_file *tf, const char *path, enum trace_compress
     }
     tf->path = xstrdup(path);
     tf->compression = c;
-    tf->zstd_level = 3;
+    tf->zstd_level = 1; /* as small as level 3 on traces (zstd -b1 -e3), a third faster */
     return 0;
 }
 
