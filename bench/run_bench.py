@@ -325,11 +325,8 @@ def bench_workload(name, wl_path, args, env, tmp) -> dict:
             res["warnings"].append(
                 f"stats trace_bytes {r.stats['trace_bytes']:,} != file size {r.trace_file_bytes:,}")
             break
-    for r in trc:
-        if r.stats["trace_events"] > r.stats["records"]:
-            res["warnings"].append(
-                f"trace_events {r.stats['trace_events']:,} > records {r.stats['records']:,}")
-            break
+    # trace_events exceeds records by design: a task step is one record and
+    # two events (its callback slice on the thread, its run on the task lane).
 
     # Per-workload report.
     log(f"  -- {name}: {res['status']}" + (f"  result: {res['result']}" if res["result"] else ""))

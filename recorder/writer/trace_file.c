@@ -96,7 +96,13 @@ void trace_file_flush(struct trace_file *tf) {
         bound = compressBound((uLong)tf->pending.len);
     buf_reserve(&tf->scratch, bound);
     if (tf->compression == TRACE_COMPRESS_ZSTD) {
-        size_t r = ZSTD_compress(tf->scratch.data, bound, tf->pending.data, tf->pending.len, tf->zstd_level);
+        /* One context for the whole file: ZSTD_compress() would set up (and
+         * clear) a new one for every bundle. */
+        if (!tf->zstd_ctx) tf->zstd_ctx = ZSTD_createCCtx();
+        size_t r = tf->zstd_ctx
+                       ? ZSTD_compressCCtx(tf->zstd_ctx, tf->scratch.data, bound, tf->pending.data, tf->pending.len,
+                                           tf->zstd_level)
+                       : ZSTD_compress(tf->scratch.data, bound, tf->pending.data, tf->pending.len, tf->zstd_level);
         if (ZSTD_isError(r)) {
             tf->failed = 1;
             snprintf(tf->error, sizeof tf->error, "zstd: %s", ZSTD_getErrorName(r));
@@ -164,6 +170,8 @@ int trace_file_close(struct trace_file *tf) {
     tf->out = NULL;
     free(tf->path);
     tf->path = NULL;
+    ZSTD_freeCCtx(tf->zstd_ctx);
+    tf->zstd_ctx = NULL;
     buf_free(&tf->pending);
     buf_free(&tf->scratch);
     return rc;

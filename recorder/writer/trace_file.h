@@ -23,6 +23,7 @@ struct trace_file {
     char *path;
     enum trace_compression compression;
     int zstd_level;
+    void *zstd_ctx;     /* ZSTD_CCtx, kept across bundles (made on first use) */
     struct buf pending; /* framed packets not yet written */
     struct buf scratch; /* packing / compression output */
     uint64_t packets;   /* inner packets written */
