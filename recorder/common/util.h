@@ -41,6 +41,17 @@ static inline uint64_t hash_u64(uint64_t x) {
     return x;
 }
 
+/* Copies src into dst[cap] (cap > 0), cut to fit and terminated; returns
+ * the length copied. For the per-event paths, where snprintf("%s") costs
+ * several times more. */
+static inline size_t text_copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+    return n;
+}
+
 /* The recorder's hash of texts, never 0: eight bytes per multiply (texts
  * are hashed once per event that names one), with a final avalanche so the
  * low bits that pick a slot depend on every byte. */

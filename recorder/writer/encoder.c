@@ -199,8 +199,8 @@ static void encode_annotation(struct buf *b, const Astrace__Pb__DebugAnnotation 
 /* Writes one TrackEvent packet, encoded by hand (pb_encode.h): this is the
  * recorder's hottest path. Pending interned entries ride along. */
 void enc_emit(struct enc_process *p, const struct enc_event *e) {
-    struct buf *b = &p->enc->scratch;
-    b->len = 0;
+    size_t packet;
+    struct buf *b = trace_file_packet_begin(p->enc->tf, &packet);
     pb_uint(b, F_PKT_TIMESTAMP, e->ts);
     pb_uint(b, F_PKT_SEQ_ID, p->seq_id);
     pb_uint(b, F_PKT_SEQ_FLAGS, ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE);
@@ -233,7 +233,7 @@ void enc_emit(struct enc_process *p, const struct enc_event *e) {
     for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_TRACKS, e->counter_tracks[i]);
     for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_VALUES, (uint64_t)e->counter_values[i]);
     pb_end(b, ev);
-    trace_file_write_encoded(p->enc->tf, b->data, b->len);
+    trace_file_packet_end(p->enc->tf, packet);
     p->enc->events++;
     if (e->ts > p->last_ts) p->last_ts = e->ts;
     if (e->ts > p->enc->last_ts) p->enc->last_ts = e->ts;
@@ -369,7 +369,6 @@ void encoder_end_session(struct encoder *e, uint64_t dropped_total, uint32_t pro
 }
 
 void encoder_free(struct encoder *e) {
-    buf_free(&e->scratch);
     free(e->pids);
     e->pids = NULL;
 }
@@ -735,7 +734,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         health_callback(t, lag);
         tasks_close_lost_steps(p, t, ts);
         uint64_t iid = a0 ? tasks_on_step_begin(p, t, (uint64_t)a0, ts, lag) : 0;
-        if (!iid) iid = enc_name_iid(p, seg_text(p->seg, rec->str0, "callback"));
+        if (!iid) iid = enc_seg_name_iid(p, rec->str0, "callback");
         /* A lag worth reading goes on the slice; every lag feeds the counter. */
         int with_lag = lag >= 1000000;
         if (with_lag) ann_double(&a[0], ANN_LAG_MS, lag / 1e6);

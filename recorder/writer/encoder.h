@@ -31,11 +31,10 @@ struct encoder {
     uint64_t next_flow;
     uint32_t next_seq;
     uint64_t session_track_uuid;
-    uint64_t events;    /* records turned into trace events */
-    uint64_t last_ts;   /* newest timestamp seen */
-    struct buf scratch; /* one packet being encoded */
-    int counters;       /* loop-health counters on */
-    uint64_t slow_ns;   /* callbacks and iterations this long are marked slow */
+    uint64_t events;  /* records turned into trace events */
+    uint64_t last_ts; /* newest timestamp seen */
+    int counters;     /* loop-health counters on */
+    uint64_t slow_ns; /* callbacks and iterations this long are marked slow */
     uint64_t slow_callbacks;
     uint64_t slowest_ns;
     char slowest_name[200];

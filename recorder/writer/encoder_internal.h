@@ -139,6 +139,10 @@ uint64_t enc_new_flow(struct enc_process *p);
  * a new entry joins the batch that goes out with the next packet. */
 uint64_t enc_name_iid(struct enc_process *p, const char *text);
 uint64_t enc_str_iid(struct enc_process *p, const char *text);
+/* The same for a string of the process's segment (by its id; `fallback`
+ * when it cannot be read), cached by id. */
+uint64_t enc_seg_name_iid(struct enc_process *p, uint32_t seg_id, const char *fallback);
+uint64_t enc_seg_str_iid(struct enc_process *p, uint32_t seg_id, const char *fallback);
 /* The text of an event-name iid (fixed or interned), "" if unknown. */
 const char *enc_name_text(struct enc_process *p, uint64_t name_iid);
 /* Interning spaces of stack samples, keyed by text like the others; iids
@@ -189,6 +193,12 @@ static inline void ann_bool(Astrace__Pb__DebugAnnotation *a, uint64_t n, int v) 
 /* String value, interned on the sequence (repeated locations cost little). */
 static inline void ann_str(struct enc_process *p, Astrace__Pb__DebugAnnotation *a, uint64_t n, const char *v) {
     enc_ann(a, n)->string_value_iid = enc_str_iid(p, v);
+    a->has_string_value_iid = 1;
+}
+
+/* String value that is a segment string (a location, an await chain). */
+static inline void ann_seg_str(struct enc_process *p, Astrace__Pb__DebugAnnotation *a, uint64_t n, uint32_t seg_id) {
+    enc_ann(a, n)->string_value_iid = enc_seg_str_iid(p, seg_id, "");
     a->has_string_value_iid = 1;
 }
 

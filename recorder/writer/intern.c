@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/u64map.h"
 #include "writer/encoder_internal.h"
 
 struct intern_entry {
@@ -40,6 +41,10 @@ struct intern_map {
     struct arena_chunk *chunks;
     const char **names_by_iid; /* event-name text by iid - ENC_IID_FIRST_DYNAMIC */
     size_t cap_names;
+    /* Segment string id -> iid, so a text the runtime already interned (a
+     * callback name, an await chain) is not copied, hashed and compared on
+     * every event that names it. */
+    struct u64map seg_names, seg_strs;
 };
 
 static char *arena_copy(struct intern_map *m, const char *text, size_t len) {
@@ -165,6 +170,26 @@ uint64_t enc_str_iid(struct enc_process *p, const char *text) {
     return e->str_iid;
 }
 
+/* iid of segment string `seg_id` in one space, through its cache. */
+static uint64_t seg_iid(struct enc_process *p, uint32_t seg_id, const char *fallback, int names) {
+    struct intern_map *m = map_of(p);
+    struct u64map *cache = names ? &m->seg_names : &m->seg_strs;
+    uint64_t iid = seg_id ? (uint64_t)(uintptr_t)u64map_get(cache, seg_id) : 0;
+    if (iid) return iid;
+    const char *text = enc_seg_text(p, seg_id, fallback);
+    iid = names ? enc_name_iid(p, text) : enc_str_iid(p, text);
+    if (seg_id && text != fallback) u64map_put(cache, seg_id, (void *)(uintptr_t)iid);
+    return iid;
+}
+
+uint64_t enc_seg_name_iid(struct enc_process *p, uint32_t seg_id, const char *fallback) {
+    return seg_iid(p, seg_id, fallback, 1);
+}
+
+uint64_t enc_seg_str_iid(struct enc_process *p, uint32_t seg_id, const char *fallback) {
+    return seg_iid(p, seg_id, fallback, 0);
+}
+
 uint64_t enc_intern(struct enc_process *p, enum intern_space space, const char *text, int *is_new) {
     struct intern_map *m = map_of(p);
     struct intern_entry *e = lookup(m, text);
@@ -193,6 +218,8 @@ void intern_map_clear(struct intern_map *m) {
     m->next_name_iid = ENC_IID_FIRST_DYNAMIC;
     m->next_str_iid = 1;
     memset(m->next_iid, 0, sizeof m->next_iid);
+    u64map_free(&m->seg_names, NULL);
+    u64map_free(&m->seg_strs, NULL);
     struct arena_chunk *keep = m->chunks;
     if (keep) {
         for (struct arena_chunk *c = keep->next, *next; c; c = next) {
@@ -213,5 +240,7 @@ void intern_map_free(struct intern_map *m) {
     }
     free(m->slots);
     free(m->entries);
+    u64map_free(&m->seg_names, NULL);
+    u64map_free(&m->seg_strs, NULL);
     free(m);
 }

@@ -205,7 +205,8 @@ static uint64_t step_iid(struct enc_process *p, struct enc_task *task) {
     check_iid_generation(p, task);
     if (!task->step_iid) {
         char step[300];
-        snprintf(step, sizeof step, "step %s", task->label);
+        memcpy(step, "step ", 5);
+        text_copy(step + 5, sizeof step - 5, task->label);
         task->step_iid = enc_name_iid(p, step);
     }
     return task->step_iid;
@@ -292,7 +293,7 @@ static void name_lane(struct enc_process *p, struct enc_thread *th, struct enc_t
     struct lane *lane = task->lane;
     char name[300];
     if (lane->hosted == 1)
-        snprintf(name, sizeof name, "%s", task->label);
+        text_copy(name, sizeof name, task->label);
     else
         snprintf(name, sizeof name, "%s lane %u", task->pool->coro, lane->index + 1);
     write_task_track(p, th, lane->uuid, name, ts);
@@ -402,8 +403,15 @@ static void end_task(struct enc_process *p, struct enc_task *task, uint64_t ts, 
 }
 
 static void set_task_name(struct enc_task *task, const struct astrace_rec_task_create *rec) {
-    if (rec->default_number >= 0) {
-        snprintf(task->name, sizeof task->name, "Task-%lld", (long long)rec->default_number);
+    if (rec->default_number >= 0) { /* "Task-N" */
+        char digits[24];
+        int n = 0;
+        uint64_t v = (uint64_t)rec->default_number;
+        do digits[n++] = (char)('0' + v % 10);
+        while ((v /= 10) && n < (int)sizeof digits);
+        memcpy(task->name, "Task-", 5);
+        for (int i = 0; i < n; i++) task->name[5 + i] = digits[n - 1 - i];
+        task->name[5 + n] = 0;
     } else {
         size_t len = rec->name_len;
         if (len > rec->h.size - sizeof *rec) len = rec->h.size - sizeof *rec;
@@ -411,7 +419,11 @@ static void set_task_name(struct enc_task *task, const struct astrace_rec_task_c
         memcpy(task->name, (const char *)(rec + 1), len);
         task->name[len] = 0;
     }
-    snprintf(task->label, sizeof task->label, "%s %s", task->name, task->coro);
+    size_t len = text_copy(task->label, sizeof task->label, task->name); /* "Task-7 fetch_page" */
+    if (len + 1 < sizeof task->label) {
+        task->label[len] = ' ';
+        text_copy(task->label + len + 1, sizeof task->label - len - 1, task->coro);
+    }
     task->label_iid = task->step_iid = 0;
 }
 
@@ -432,9 +444,9 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     task->created_ts = task->since_ts = ts;
     task->state = T_SCHEDULED;
     task->iid_generation = p->ext->intern_generation;
-    snprintf(task->coro, sizeof task->coro, "%s", enc_seg_text(p, rec->h.str0, "?"));
+    text_copy(task->coro, sizeof task->coro, enc_seg_text(p, rec->h.str0, "?"));
     set_task_name(task, rec);
-    if (rec->location) snprintf(task->created_at, sizeof task->created_at, "%s", enc_seg_text(p, rec->location, ""));
+    if (rec->location) text_copy(task->created_at, sizeof task->created_at, enc_seg_text(p, rec->location, ""));
     task->pool = pool_of(t, task->ring, task->coro);
     insert_task(t, task);
     th->live_tasks++;
@@ -443,7 +455,7 @@ void tasks_on_create(struct enc_process *p, struct enc_thread *th, const struct 
     /* Creation flow: from the creating task's run (or the thread's current
      * slice) to this task's first run. */
     struct enc_task *parent = rec->parent ? find_task(t, rec->parent) : NULL;
-    if (parent) snprintf(task->parent, sizeof task->parent, "%s", parent->label);
+    if (parent) text_copy(task->parent, sizeof task->parent, parent->label);
     if (!task->discovered) {
         task->resume_flow = enc_new_flow(p);
         if (parent && parent->state == T_RUNNING) {
@@ -463,7 +475,7 @@ void tasks_on_rename(struct enc_process *p, struct enc_thread *th, const struct 
     struct enc_task *task = find_task(p->ext->tasks, rec->task);
     if (!task) return;
     set_task_name(task, rec);
-    snprintf(task->renamed, sizeof task->renamed, "%s", task->name);
+    text_copy(task->renamed, sizeof task->renamed, task->name);
     /* A lane that has shown only this task takes the new name. */
     if (task->lane && !task->lane_pending && task->lane->hosted == 1) name_lane(p, th, task, rec->h.ts);
 }
@@ -540,22 +552,24 @@ uint64_t tasks_on_step_begin(struct enc_process *p, struct enc_thread *th, uint6
     return step_iid(p, task);
 }
 
-/* The await slice's name: what the task waits on, in the user's words
- * (formatted into `out` when it names a task or counts a gather). */
-static const char *await_name(struct enc_process *p, const struct astrace_rec_task_step_end *rec, char *out,
-                              size_t cap) {
+/* The await slice's name: what the task waits on, in the user's words. The
+ * runtime's label is the name, except when it names a task (the target's
+ * name is added) or a gather (its children are counted). */
+static uint64_t await_name_iid(struct enc_process *p, const struct astrace_rec_task_step_end *rec) {
+    if (!rec->target && !rec->count) return enc_seg_name_iid(p, rec->h.str0, "await");
     const char *what = enc_seg_text(p, rec->h.str0, "await");
+    char name[300];
     if (rec->target && !strcmp(what, "await task")) {
         struct enc_task *target = find_task(p->ext->tasks, rec->target);
-        if (!target) return "await Task";
-        snprintf(out, cap, "await %s (%s)", target->name, target->coro);
-        return out;
+        if (!target) return enc_name_iid(p, "await Task");
+        snprintf(name, sizeof name, "await %s (%s)", target->name, target->coro);
+        return enc_name_iid(p, name);
     }
     if (!strcmp(what, "await gather()")) {
-        snprintf(out, cap, "await gather(%u task%s)", rec->count, rec->count == 1 ? "" : "s");
-        return out;
+        snprintf(name, sizeof name, "await gather(%u task%s)", rec->count, rec->count == 1 ? "" : "s");
+        return enc_name_iid(p, name);
     }
-    return what;
+    return enc_name_iid(p, what);
 }
 
 void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struct astrace_rec_task_step_end *rec) {
@@ -631,11 +645,10 @@ void tasks_on_step_end(struct enc_process *p, struct enc_thread *th, const struc
         if (target) push_u64(&target->waiters, &target->nwaiters, &target->capwaiters, task->addr);
     }
     if (!task->lane) return;
-    char buf[300];
-    uint64_t name_iid = enc_name_iid(p, await_name(p, rec, buf, sizeof buf)); /* before seg texts are read again */
+    uint64_t name_iid = await_name_iid(p, rec);
     n = 0;
-    if (rec->location) ann_str(p, &a[n], ANN_AWAITED_AT, enc_seg_text(p, rec->location, "")), ap[n] = &a[n], n++;
-    if (rec->chain) ann_str(p, &a[n], ANN_AWAIT_CHAIN, enc_seg_text(p, rec->chain, "")), ap[n] = &a[n], n++;
+    if (rec->location) ann_seg_str(p, &a[n], ANN_AWAITED_AT, rec->location), ap[n] = &a[n], n++;
+    if (rec->chain) ann_seg_str(p, &a[n], ANN_AWAIT_CHAIN, rec->chain), ap[n] = &a[n], n++;
     if (rec->count) ann_uint(&a[n], ANN_GATHER_CHILDREN, rec->count), ap[n] = &a[n], n++;
     slice(p, task->lane->uuid, ts, ASTRACE__PB__TRACK_EVENT__TYPE__TYPE_SLICE_BEGIN, name_iid, ap, n, NULL, 0, NULL, 0);
     task->waiting_open = 1;

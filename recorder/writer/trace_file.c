@@ -9,6 +9,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "writer/pb_encode.h"
+
 int trace_compression_parse(const char *s, enum trace_compression *out) {
     if (!strcmp(s, "zstd"))
         *out = TRACE_COMPRESS_ZSTD;
@@ -152,10 +154,15 @@ void trace_file_write(struct trace_file *tf, const Astrace__Pb__TracePacket *p) 
     if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
 }
 
-void trace_file_write_encoded(struct trace_file *tf, const uint8_t *packet, size_t len) {
-    frame(&tf->pending, packet, len);
+struct buf *trace_file_packet_begin(struct trace_file *tf, size_t *start) {
+    *start = pb_begin(&tf->pending, 1); /* Trace.packet */
+    return &tf->pending;
+}
+
+void trace_file_packet_end(struct trace_file *tf, size_t start) {
+    tf->bytes_in += tf->pending.len - start;
+    pb_end(&tf->pending, start);
     tf->packets++;
-    tf->bytes_in += len;
     if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
 }
 

@@ -46,8 +46,11 @@ int trace_file_open(struct trace_file *tf, const char *path, enum trace_compress
 void trace_file_write_plain(struct trace_file *tf, const Astrace__Pb__TracePacket *p);
 /* Adds a packet to the current bundle. */
 void trace_file_write(struct trace_file *tf, const Astrace__Pb__TracePacket *p);
-/* Adds an already-encoded TracePacket to the current bundle. */
-void trace_file_write_encoded(struct trace_file *tf, const uint8_t *packet, size_t len);
+/* A hand-encoded packet, written in place: append its fields (pb_encode.h)
+ * to the buffer trace_file_packet_begin() returns, then close it with
+ * trace_file_packet_end(tf, *start). No copy, no separate framing. */
+struct buf *trace_file_packet_begin(struct trace_file *tf, size_t *start);
+void trace_file_packet_end(struct trace_file *tf, size_t start);
 void trace_file_flush(struct trace_file *tf);
 /* Flushes and closes; returns 0, or -1 if any write failed. */
 int trace_file_close(struct trace_file *tf);
