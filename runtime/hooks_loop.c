@@ -176,8 +176,10 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
     }
     PyObject *res = call_original(self, c);
     rt_tls.current_lag = 0;
-    if (task) rt_task_step_end(task, previous_task); /* restores current_task */
-    rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
+    if (task) /* one record ends the step and its callback; restores current_task */
+        rt_task_step_end(task, previous_task, res ? 1 : 2);
+    else
+        rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
     return res;
 }
 

@@ -99,8 +99,11 @@ int rt_tasks_init(void *task_types /* tuple of task classes */, void *stdlib_pre
 int rt_is_task(void *obj);
 /* After create_task(coro, ...) returned `task`; coro may be NULL. */
 void rt_task_created(void *task, void *coro, uint64_t call_start_ns);
-void *rt_task_step_begin(void *callback);               /* the task a step callback runs, new ref; NULL if none */
-void rt_task_step_end(void *task, void *previous_task); /* consumes the task reference */
+void *rt_task_step_begin(void *callback); /* the task a step callback runs, new ref; NULL if none */
+/* Consumes the task reference. `callback_end`: the step's callback ended
+ * with it (1, or 2 if it raised): the record says so, and the caller writes
+ * no CALLBACK_END. 0 for a step that ran outside a callback (eager). */
+void rt_task_step_end(void *task, void *previous_task, int callback_end);
 
 /* The hash of the runtime's open-addressing tables (keys are addresses). */
 static inline uint32_t rt_hash(uint64_t x) {

@@ -464,7 +464,7 @@ void rt_task_created(void *task, void *coro_arg, uint64_t call_start_ns) {
          * call and running since, then the step's end like any other. */
         emit_create_at(task, coro, caller_location(), ASTRACE_TASK_EAGER, call_start_ns);
         Py_INCREF((PyObject *)task);
-        rt_task_step_end(task, rt_tls.current_task);
+        rt_task_step_end(task, rt_tls.current_task, 0);
         return;
     }
     emit_create_at(task, coro, caller_location(), 0, rt_now_ns());
@@ -606,7 +606,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
     Py_XDECREF(waiter);
 }
 
-void rt_task_step_end(void *task_obj, void *previous_task) {
+void rt_task_step_end(void *task_obj, void *previous_task, int callback_end) {
     PyObject *task = task_obj;
     uint64_t ts = rt_now_ns(); /* the step's end, before describing it */
     rt_tls.current_task = previous_task;
@@ -619,6 +619,7 @@ void rt_task_step_end(void *task_obj, void *previous_task) {
     rec.h.type = ASTRACE_REC_TASK_STEP_END;
     rec.h.ts = ts;
     rec.task = (uint64_t)(uintptr_t)task;
+    if (callback_end) rec.flags = ASTRACE_STEP_ENDS_CALLBACK | (callback_end == 2 ? ASTRACE_STEP_CALLBACK_RAISED : 0);
     char text[256];
     size_t text_len = 0;
     PyObject *state = rt_attr_get(&a_state, task);

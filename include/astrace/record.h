@@ -84,6 +84,13 @@ enum astrace_step_outcome {
     ASTRACE_STEP_CANCELLED,     /* done, cancelled */
 };
 
+/* What else a step-end record says. A task step runs as one callback, and
+ * the callback ends right after the step: one record says both. */
+enum astrace_step_flags {
+    ASTRACE_STEP_ENDS_CALLBACK = 1,   /* the step's callback ended too (no CALLBACK_END follows) */
+    ASTRACE_STEP_CALLBACK_RAISED = 2, /* ... by raising */
+};
+
 /* A task step ended. str0 = what it now awaits ("await asyncio.sleep()"),
  * 0 unless suspended. */
 struct astrace_rec_task_step_end {
@@ -92,7 +99,8 @@ struct astrace_rec_task_step_end {
     uint64_t target;   /* the task it awaits, if it awaits a task; 0 otherwise */
     uint32_t location; /* string id of "file:line" of the user code that awaits */
     uint32_t chain;    /* string id of the await chain, outermost first */
-    uint16_t outcome;  /* enum astrace_step_outcome */
+    uint8_t outcome;   /* enum astrace_step_outcome */
+    uint8_t flags;     /* enum astrace_step_flags */
     uint16_t text_len; /* bytes of inline text after this struct (exception) */
     uint32_t count;    /* gather: number of children */
     /* char text[text_len], then padding to 8 */

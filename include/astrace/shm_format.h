@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define ASTRACE_SHM_MAGIC 0x3147455354534141ULL /* "AASTSEG1" little-endian */
-#define ASTRACE_SHM_VERSION 2u
+#define ASTRACE_SHM_VERSION 3u
 
 #define ASTRACE_THREAD_NAME_MAX 64
 #define ASTRACE_TEXT_MAX 1024

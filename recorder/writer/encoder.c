@@ -655,6 +655,21 @@ static void end_slice(struct enc_process *p, struct enc_thread *t, uint64_t ts, 
 
 /* ---- records ------------------------------------------------------------------ */
 
+/* The callback slice ends (a CALLBACK_END, or a task step's end record that
+ * ends its callback too): marked if it raised or ran long. */
+static void callback_end(struct enc_process *p, struct enc_thread *t, uint64_t ts, int raised) {
+    tasks_close_lost_steps(p, t, ts);
+    int at = find_open(t, SK_CALLBACK);
+    Astrace__Pb__DebugAnnotation a[2];
+    Astrace__Pb__DebugAnnotation *ap[2] = {&a[0], &a[1]};
+    size_t na = 0;
+    if (raised) ann_bool(&a[na], ANN_RAISED, 1), na++;
+    uint64_t name = at >= 0 && t->stack_name_gen[at] == p->ext->intern_generation ? t->stack_name[at] : 0;
+    if (at >= 0 && health_slow_callback(p, t, t->stack_ts[at], ts - t->stack_ts[at], name))
+        ann_bool(&a[na], ANN_SLOW, 1), na++;
+    end_slice(p, t, ts, SK_CALLBACK, na ? ap : NULL, na);
+}
+
 void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, int64_t tid, const char *thread_name,
                     const struct astrace_rec_hdr *rec) {
     if (ring_index >= p->nthreads) return;
@@ -741,17 +756,7 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
         begin_slice(p, t, ts, SK_CALLBACK, iid, with_lag ? ap : NULL, with_lag ? 1 : 0);
         break;
     }
-    case ASTRACE_REC_CALLBACK_END: {
-        tasks_close_lost_steps(p, t, ts);
-        int at = find_open(t, SK_CALLBACK);
-        size_t na = 0;
-        if (a0) ann_bool(&a[na], ANN_RAISED, 1), na++;
-        uint64_t name = at >= 0 && t->stack_name_gen[at] == p->ext->intern_generation ? t->stack_name[at] : 0;
-        if (at >= 0 && health_slow_callback(p, t, t->stack_ts[at], ts - t->stack_ts[at], name))
-            ann_bool(&a[na], ANN_SLOW, 1), na++;
-        end_slice(p, t, ts, SK_CALLBACK, na ? ap : NULL, na);
-        break;
-    }
+    case ASTRACE_REC_CALLBACK_END: callback_end(p, t, ts, a0 != 0); break;
     case ASTRACE_REC_GC_BEGIN:
         ann_int(&a[0], ANN_GENERATION, a0);
         begin_slice(p, t, ts, SK_GC, IID_GC, ap, 1);
@@ -769,8 +774,12 @@ void encoder_record(struct enc_process *p, uint32_t ring_index, uint32_t gen, in
             tasks_on_rename(p, t, (const struct astrace_rec_task_create *)rec);
         break;
     case ASTRACE_REC_TASK_STEP_END:
-        if (rec->size >= sizeof(struct astrace_rec_task_step_end))
-            tasks_on_step_end(p, t, (const struct astrace_rec_task_step_end *)rec);
+        if (rec->size >= sizeof(struct astrace_rec_task_step_end)) {
+            const struct astrace_rec_task_step_end *se = (const struct astrace_rec_task_step_end *)rec;
+            tasks_on_step_end(p, t, se);
+            if (se->flags & ASTRACE_STEP_ENDS_CALLBACK)
+                callback_end(p, t, ts, (se->flags & ASTRACE_STEP_CALLBACK_RAISED) != 0);
+        }
         break;
     default: break; /* a newer runtime's record: skipped */
     }

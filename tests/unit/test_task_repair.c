@@ -38,10 +38,14 @@ static void callback_end(uint32_t ring, uint64_t ts) {
     feed(ring, &r);
 }
 
-static void step_end(uint32_t ring, uint64_t ts, uint64_t task, uint16_t outcome) {
+static void step_end_flags(uint32_t ring, uint64_t ts, uint64_t task, uint8_t outcome, uint8_t flags) {
     struct astrace_rec_task_step_end r = {
-        .h = {ASTRACE_REC_TASK_STEP_END, sizeof r, 0, ts}, .task = task, .outcome = outcome};
+        .h = {ASTRACE_REC_TASK_STEP_END, sizeof r, 0, ts}, .task = task, .outcome = outcome, .flags = flags};
     feed(ring, &r);
+}
+
+static void step_end(uint32_t ring, uint64_t ts, uint64_t task, uint8_t outcome) {
+    step_end_flags(ring, ts, task, outcome, 0);
 }
 
 /* One whole step: callback, task step, its end. */
@@ -81,10 +85,12 @@ static void write_trace(const char *path) {
     callback_end(0, t + 7 * MS);
     step(0, t + 8 * MS, t + 9 * MS, 0x1000, ASTRACE_STEP_RESULT);
 
-    /* Ring 1. Task-2 waits; its last step's begin (the callback's) is lost,
-     * its end says it finished with an exception. */
+    /* Ring 1. Task-2 waits (one record ends its step and the step's
+     * callback, as the runtime writes them); its last step's begin (the
+     * callback's) is lost, its end says it finished with an exception. */
     create(1, t, 0x2000, coro_main, 2, 0);
-    step(1, t + 1 * MS, t + 2 * MS, 0x2000, ASTRACE_STEP_SUSPENDED);
+    callback_begin(1, t + 1 * MS, 0x2000);
+    step_end_flags(1, t + 2 * MS, 0x2000, ASTRACE_STEP_SUSPENDED, ASTRACE_STEP_ENDS_CALLBACK);
     step_end(1, t + 5 * MS, 0x2000, ASTRACE_STEP_EXCEPTION); /* begin lost */
     callback_end(1, t + 5 * MS);
 
@@ -180,6 +186,10 @@ int main(void) {
     life = slice_on(&m, lane, "Task-2 main", 0);
     CHECK(life && life->dur == (int64_t)(5 * MS) && !strcmp(str_arg(life, "outcome"), "exception"));
     CHECK(slice_on(&m, lane, "run", 1) == NULL);
+    const struct trace_slice *cb = NULL;
+    for (size_t i = 0; i < m.nslices && !cb; i++)
+        if (!strcmp(m.slices[i].name, "step Task-2 main")) cb = &m.slices[i];
+    CHECK(cb && cb->ts == t + MS && cb->dur == (int64_t)MS && !has_bool(cb, "unfinished"));
 
     /* Task-4 (eager): its first run closed by Task-3's step end; then it
      * finishes normally. */
