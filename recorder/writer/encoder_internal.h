@@ -169,7 +169,13 @@ uint64_t samples_count(const struct sample_state *s); /* 0 for NULL */
 
 /* Debug annotations by fixed name iid. */
 static inline Astrace__Pb__DebugAnnotation *enc_ann(Astrace__Pb__DebugAnnotation *a, uint64_t name_iid) {
-    astrace__pb__debug_annotation__init(a);
+    /* Only the fields enc_emit()'s encoder reads are set (the whole message
+     * init costs more than the rest of an event's encoding): these
+     * annotations are for enc_emit(), never for protobuf-c's packer. */
+    a->name = NULL;
+    a->string_value = NULL;
+    a->has_bool_value = a->has_uint_value = a->has_int_value = a->has_double_value = 0;
+    a->has_string_value_iid = 0;
     a->has_name_iid = 1;
     a->name_iid = name_iid;
     return a;

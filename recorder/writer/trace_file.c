@@ -51,7 +51,10 @@ int trace_file_open(struct trace_file *tf, const char *path, enum trace_compress
     }
     tf->path = xstrdup(path);
     tf->compression = c;
-    tf->zstd_level = 1; /* as small as level 3 on traces (zstd -b1 -e3), a third faster */
+    /* zstd -1 ("--fast=1"): on our traces, in 256 KiB bundles, 27% faster
+     * than level 1 for 4% more bytes (level 3 is no smaller than 1). The
+     * recorder shares the machine with the program it records. */
+    tf->zstd_level = -1;
     return 0;
 }
 
