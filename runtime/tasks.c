@@ -177,12 +177,18 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
 
 int rt_is_task(void *obj) {
     if (!task_types) return 0;
-    /* Fast path: the task classes themselves (not subclasses). */
-    for (Py_ssize_t i = 0; i < PyTuple_Size(task_types); i++)
-        if ((PyObject *)Py_TYPE((PyObject *)obj) == PyTuple_GetItem(task_types, i)) return 1;
-    int r = PyObject_IsInstance((PyObject *)obj, task_types);
-    if (r < 0) PyErr_Clear();
-    return r == 1;
+    PyTypeObject *tp = Py_TYPE((PyObject *)obj);
+    Py_ssize_t n = PyTuple_Size(task_types);
+    /* The task classes themselves first, then subclasses. (Task classes are
+     * plain classes, so a subtype check is isinstance() without its
+     * __instancecheck__ lookup.) */
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((PyObject *)tp == PyTuple_GetItem(task_types, i)) return 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyTuple_GetItem(task_types, i);
+        if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t)) return 1;
+    }
+    return 0;
 }
 
 /* ---- interned texts that are not code-object facts ----------------------------- */
