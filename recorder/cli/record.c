@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,15 @@ int cmd_record(int argc, char **argv) {
         _exit(e == ENOENT ? 127 : 126);
     }
 
+    /* The recorder is background work beside the program it records: as
+     * SCHED_BATCH (same CPU share as now, but a waking recorder does not
+     * preempt a running thread) it drains the rings between the program's
+     * time slices instead of cutting into them. Measured on aiohttp under wrk
+     * with both cores busy: 0.91-0.94 of untraced requests/s as SCHED_OTHER,
+     * 0.97-1.00 as SCHED_BATCH, no events dropped. Set after fork(): the
+     * program keeps its own policy. */
+    struct sched_param batch_param = {0};
+    (void)sched_setscheduler(0, SCHED_BATCH, &batch_param); /* unprivileged; if refused, SCHED_OTHER is fine */
     uint64_t wall_start = now_monotonic_ns();
     int main_status = 0, main_done = 0, interrupts = 0;
     uint64_t last_flush = now_monotonic_ns(), last_scan = 0, last_rss = 0, last_progress = last_flush;
