@@ -444,9 +444,9 @@ int cmd_record(int argc, char **argv) {
      * SCHED_BATCH (same CPU share as now, but a waking recorder does not
      * preempt a running thread) it drains the rings between the program's
      * time slices instead of cutting into them. Measured on aiohttp under wrk
-     * with both cores busy: 0.91-0.94 of untraced requests/s as SCHED_OTHER,
-     * 0.97-1.00 as SCHED_BATCH, no events dropped. Set after fork(): the
-     * program keeps its own policy. */
+     * with both cores busy, 8 alternating triples: a median 0.935 of untraced
+     * requests/s as SCHED_OTHER, 0.951 as SCHED_BATCH, no events dropped. Set
+     * after fork(): the program keeps its own policy. */
     struct sched_param batch_param = {0};
     (void)sched_setscheduler(0, SCHED_BATCH, &batch_param); /* unprivileged; if refused, SCHED_OTHER is fine */
     uint64_t wall_start = now_monotonic_ns();
