@@ -70,6 +70,22 @@ def _init_tasks(module):
     _astrace.init_tasks(types, [os.path.dirname(os.__file__)], sys.hexversion, pytypes.CodeType)
 
 
+def _wrap_loop_init(cls):
+    """Loop lag: a new loop's ready queue (loop._ready, a deque) becomes one
+    that notes when each callback became ready (runtime/ready_queue.h). Done
+    as the loop is made, before another thread can hold it: a thread that had
+    already read loop._ready would append to the old deque."""
+    import functools
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        _astrace.adopt_ready_queue(self)
+
+    cls.__init__ = __init__
+
+
 def _install(modname, module):
     if modname == "asyncio.tasks" and _TASKS:
         _init_tasks(module)
@@ -78,6 +94,8 @@ def _install(modname, module):
         # each callback became ready (runtime/ready_queue.h).
         import collections
         _astrace.init_loop(module, collections.deque if _COUNTERS else None)
+    if modname == "asyncio.base_events" and _COUNTERS and _HOOKS_ON:
+        _wrap_loop_init(module.BaseEventLoop)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)
         if cls is None:

@@ -6,6 +6,7 @@
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
  *   init_loop(asyncio.events, collections.deque or None)  loop lag, ready queue
+ *   adopt_ready_queue(loop)  at the end of BaseEventLoop.__init__ (counters on)
  *   gc_callback(phase, info)            for gc.callbacks: GC slices
  *   sampler_start(rate, cpu, native, signo, probe_code, probe_strings, call_ops)
  *                            arm the stack sampler (before thread_started)
@@ -22,6 +23,7 @@
 #include "emit.h"
 #include "hooks.h"
 #include "pyframes.h"
+#include "ready_queue.h"
 #include "runtime.h"
 
 static PyObject *mod_start(PyObject *m, PyObject *args) {
@@ -193,6 +195,14 @@ static PyObject *mod_init_loop(PyObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* adopt_ready_queue(loop): called by the bootstrap's BaseEventLoop.__init__
+ * wrapper, so loop lag is measured from the loop's first callback. */
+static PyObject *mod_adopt_ready_queue(PyObject *m, PyObject *loop) {
+    (void)m;
+    ready_queue_adopt(loop);
+    Py_RETURN_NONE;
+}
+
 /* gc.callbacks entry: a GC slice on the thread that collects. */
 static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
     (void)m;
@@ -236,6 +246,8 @@ static PyMethodDef methods[] = {
     {"init_tasks", mod_init_tasks, METH_VARARGS,
      "init_tasks(task_types, stdlib_prefixes, hexversion, CodeType): what a task is, what\n"
      "user code is not, and where coroutine frames keep their line."},
+    {"adopt_ready_queue", mod_adopt_ready_queue, METH_O,
+     "make a new loop's ready queue note when callbacks become ready"},
     {"init_loop", mod_init_loop, METH_VARARGS,
      "init_loop(asyncio.events, counters): Handle/TimerHandle classes; loop lag and ready queue on/off."},
     {"gc_callback", mod_gc_callback, METH_VARARGS, "For gc.callbacks: records garbage collections."},

@@ -44,23 +44,25 @@ static struct ready_ring *ring_of(PyObject *queue, int create) {
     return r;
 }
 
+void ready_queue_adopt(PyObject *loop) {
+    if (!queue_type) return;
+    PyObject *ready = PyObject_GetAttr(loop, str_ready);
+    if (ready && (PyObject *)Py_TYPE(ready) == deque_type) {
+        /* Same items, same order; those already in it have no time. */
+        PyObject *mine = PyObject_CallFunctionObjArgs(queue_type, ready, NULL);
+        if (!mine || PyObject_SetAttr(loop, str_ready, mine) != 0) PyErr_Clear();
+        Py_XDECREF(mine);
+    }
+    if (!ready) PyErr_Clear();
+    Py_XDECREF(ready);
+}
+
 PyObject *ready_queue_of(PyObject *loop) {
     if (!str_ready) return NULL;
     PyObject *ready = PyObject_GetAttr(loop, str_ready);
     if (!ready) {
         PyErr_Clear();
         return NULL;
-    }
-    if (queue_type && (PyObject *)Py_TYPE(ready) == deque_type) {
-        /* Same items, same order; those already in it have no time. */
-        PyObject *mine = PyObject_CallFunctionObjArgs(queue_type, ready, NULL);
-        if (mine && PyObject_SetAttr(loop, str_ready, mine) == 0) {
-            Py_DECREF(ready);
-            ready = mine;
-        } else {
-            Py_XDECREF(mine);
-            PyErr_Clear();
-        }
     }
     /* Handle._run on this thread finds the times here (ready_queue_take). */
     rt_tls.ready_queue = ready;
