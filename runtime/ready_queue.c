@@ -153,7 +153,7 @@ static PyType_Spec queue_spec = {
 /* The C function behind a method descriptor of a C type: its PyMethodDef
  * follows the descriptor's common head (object head, d_type, d_name,
  * d_qualname), as in every CPython since 3.3. Used only if that PyMethodDef
- * names the method and takes one argument. */
+ * names the method and has the expected calling convention (`flags`). */
 static PyCFunction method_function(PyObject *descr, const char *name, int flags) {
     PyObject *list_append = PyObject_GetAttrString((PyObject *)&PyList_Type, "append");
     if (!list_append) {
