@@ -1,16 +1,28 @@
 """Helpers shared by the bench scripts: the workloads' result line,
 medians and ratios that tolerate missing runs, number formatting, output
-tails, the aligned result table, and killing a run's process group."""
+tails, the aligned result table, killing a run's process group, and the
+parts of run_bench.py's and http_bench.py's command lines and reports that
+are the same."""
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
+import shlex
 import signal
 import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 TAIL_LINES = 15
+
+
+def workload_names(directory) -> list[str]:
+    """The workloads in a directory: its *.py files not starting with '_'."""
+    return sorted(f[:-3] for f in os.listdir(directory) if f.endswith(".py") and not f.startswith("_"))
 
 
 def log(msg: str = "") -> None:
@@ -101,3 +113,69 @@ def print_table(columns, results) -> None:
     log("  ".join("-" * w for w in widths))
     for row in rows[2:]:
         log(line(row))
+
+
+# ------------------------------------------------ run_bench / http_bench ----
+
+def split_extra_args(parser, text: str) -> list[str]:
+    """--extra-args, split like a shell would; a parse error is a usage error."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        parser.error(f"--extra-args: {e}")
+
+
+def require_astrace(parser, path: Path, repo_dir: Path) -> Path:
+    """The astrace binary to benchmark, resolved; a usage error if it is missing."""
+    path = path.resolve()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        parser.error(f"astrace binary not found or not executable: {path} "
+                     f"(build it: cmake --build {repo_dir / 'build'} -j2, or pass --astrace)")
+    return path
+
+
+def host_config() -> dict:
+    """Where and when the benchmark ran, for its --json config."""
+    return {"host": {"machine": platform.machine(), "system": platform.platform(),
+                     "cpus": os.cpu_count(), "harness_python": sys.version.split()[0]},
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def log_warnings(results, key: str) -> None:
+    warned = [(r[key], w) for r in results for w in r["warnings"]]
+    if warned:
+        log("")
+        for n, w in warned:
+            log(f"WARNING {n}: {w}")
+
+
+def write_json(path: Path | None, config: dict, results, total_s: float) -> int:
+    """Writes --json OUT (if asked); 1 if it could not be written, else 0."""
+    if not path:
+        return 0
+    config["total_s"] = total_s
+    try:
+        path.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
+        log(f"\nwrote {path}")
+    except OSError as e:
+        log(f"\ncannot write {path}: {e}")
+        return 1
+    return 0
+
+
+def unlink_quietly(*paths) -> None:
+    for p in paths:
+        if p is not None:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def run_main(main) -> None:
+    """sys.exit(main()), with Ctrl-C reported as an interruption (status 130)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

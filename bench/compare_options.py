@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import parse_result_line  # noqa: E402
+from _bench_common import parse_result_line, workload_names  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--astrace", default=os.path.join(REPO, "build", "astrace"))
     ap.add_argument("--workloads", default=os.path.join(REPO, "..", "shared", "workloads"))
     args = ap.parse_args()
-    names = sorted(f[:-3] for f in os.listdir(args.workloads) if f.endswith(".py") and not f.startswith("_"))
+    names = workload_names(args.workloads)
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     failed = False

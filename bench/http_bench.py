@@ -47,10 +47,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -64,8 +62,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, kill_group, log, median,
-                           print_table, ratio, tail)
+from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, host_config, kill_group,
+                           log, log_warnings, median, print_table, ratio, require_astrace, run_main,
+                           split_extra_args, tail, unlink_quietly, write_json)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -349,12 +348,7 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
             server.kill()
         raise
     finally:
-        for p in (trace, stats_path, err_path):
-            if p is not None:
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+        unlink_quietly(trace, stats_path, err_path)
     return r
 
 
@@ -545,20 +539,14 @@ def parse_args(argv):
     for path in args.paths:
         if not path.startswith("/") or any(c.isspace() for c in path):
             p.error(f"--path must start with '/' and hold no spaces: {path!r}")
-    try:
-        args.extra = shlex.split(args.extra_args)
-    except ValueError as e:
-        p.error(f"--extra-args: {e}")
+    args.extra = split_extra_args(p, args.extra_args)
     return args, p
 
 
 def main(argv=None) -> int:
     args, parser = parse_args(argv)
 
-    args.astrace = args.astrace.resolve()
-    if not (args.astrace.is_file() and os.access(args.astrace, os.X_OK)):
-        parser.error(f"astrace binary not found or not executable: {args.astrace} "
-                     f"(build it: cmake --build {REPO_DIR / 'build'} -j2, or pass --astrace)")
+    args.astrace = require_astrace(parser, args.astrace, REPO_DIR)
     args.server = args.server.resolve()
     if not args.server.is_file():
         parser.error(f"server script not found: {args.server}")
@@ -596,9 +584,7 @@ def main(argv=None) -> int:
         "paths": args.paths, "runs": args.runs, "warmup": args.warmup,
         "duration_s": args.duration, "threads": args.threads, "connections": args.connections,
         "compression": args.compression or "(astrace default)", "extra_args": args.extra,
-        "host": {"machine": platform.machine(), "system": platform.platform(),
-                 "cpus": os.cpu_count(), "harness_python": sys.version.split()[0]},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        **host_config(),
     }
     log("astrace HTTP benchmark (aiohttp under wrk, loopback)")
     for k in ("astrace", "astrace_git_rev", "python", "python_version", "aiohttp_version",
@@ -630,29 +616,15 @@ def main(argv=None) -> int:
     log("Absolute req/s depend on the machine (wrk and the server share its CPUs): compare ratios.")
 
     failed = [r["path"] for r in results if r["status"].startswith("FAILED")]
-    warned = [(r["path"], w) for r in results for w in r["warnings"]]
-    if warned:
-        log("")
-        for n, w in warned:
-            log(f"WARNING {n}: {w}")
+    log_warnings(results, "path")
     if failed:
         log("")
         log(f"FAILED: {', '.join(failed)}")
 
-    if args.json:
-        config["total_s"] = total
-        try:
-            args.json.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
-            log(f"\nwrote {args.json}")
-        except OSError as e:
-            log(f"\ncannot write {args.json}: {e}")
-            return 1
+    if write_json(args.json, config, results, total):
+        return 1
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -50,10 +50,7 @@ import argparse
 import json
 import math
 import os
-import platform
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,8 +58,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, kill_group, log, median,
-                           parse_result_line, print_table, ratio, tail)
+from _bench_common import (fmt_f, fmt_int, fmt_ratio, fmt_spread, git_rev, host_config, kill_group,
+                           log, log_warnings, median, parse_result_line, print_table, ratio,
+                           require_astrace, run_main, split_extra_args, tail, unlink_quietly,
+                           write_json)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -206,12 +205,7 @@ def one_run(kind, name, wl_path, args, env, tmp, idx) -> RunResult:
         if r.error is None:
             r.ok = True
     finally:
-        for p in (trace, stats_path):
-            if p is not None:
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+        unlink_quietly(trace, stats_path)
     return r
 
 
@@ -415,20 +409,14 @@ def parse_args(argv):
         p.error("--warmup must be >= 0")
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         p.error("--scale must be a positive number")
-    try:
-        args.extra = shlex.split(args.extra_args)
-    except ValueError as e:
-        p.error(f"--extra-args: {e}")
+    args.extra = split_extra_args(p, args.extra_args)
     return args, p
 
 
 def main(argv=None) -> int:
     args, parser = parse_args(argv)
 
-    args.astrace = args.astrace.resolve()
-    if not (args.astrace.is_file() and os.access(args.astrace, os.X_OK)):
-        parser.error(f"astrace binary not found or not executable: {args.astrace} "
-                     f"(build it: cmake --build {REPO_DIR / 'build'} -j2, or pass --astrace)")
+    args.astrace = require_astrace(parser, args.astrace, REPO_DIR)
     wl_dir = args.workloads.resolve()
     if not wl_dir.is_dir():
         parser.error(f"workload directory not found: {wl_dir} (pass --workloads DIR)")
@@ -458,9 +446,7 @@ def main(argv=None) -> int:
         "scale": scale_used, "runs": args.runs, "warmup": args.warmup,
         "compression": args.compression or "(astrace default)",
         "extra_args": args.extra, "timeout_s": args.timeout,
-        "host": {"machine": platform.machine(), "system": platform.platform(),
-                 "cpus": os.cpu_count(), "harness_python": sys.version.split()[0]},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        **host_config(),
     }
     log("astrace benchmark")
     for k in ("astrace", "astrace_git_rev", "python", "python_version", "workloads_dir",
@@ -492,11 +478,7 @@ def main(argv=None) -> int:
 
     failed = [r["workload"] for r in results if r["status"].startswith("FAILED")]
     mismatched = [r["workload"] for r in results if r["mismatch"]]
-    warned = [(r["workload"], w) for r in results for w in r["warnings"]]
-    if warned:
-        log("")
-        for n, w in warned:
-            log(f"WARNING {n}: {w}")
+    log_warnings(results, "workload")
     if failed or mismatched:
         log("")
         if failed:
@@ -504,20 +486,10 @@ def main(argv=None) -> int:
         if mismatched:
             log(f"RESULT MISMATCH (traced vs untraced): {', '.join(mismatched)}")
 
-    if args.json:
-        config["total_s"] = total
-        try:
-            args.json.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
-            log(f"\nwrote {args.json}")
-        except OSError as e:
-            log(f"\ncannot write {args.json}: {e}")
-            return 1
+    if write_json(args.json, config, results, total):
+        return 1
     return 1 if (failed or mismatched) else 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
