@@ -61,6 +61,18 @@ class ProcessTests(AstraceTestCase):
     def test_spawn_pool(self):
         self.check_processes(PYTHONS[0], "spawn")
 
+    def test_recorder_is_batch_and_the_program_keeps_its_policy(self):
+        """The recorder yields to the program when it wakes (SCHED_BATCH); the
+        program, forked before that, keeps the policy it was started with."""
+        import os
+        code = ("import os; print(os.sched_getscheduler(os.getppid()), os.sched_getscheduler(0), "
+                "os.sched_getscheduler(os.getppid()) == os.SCHED_BATCH, os.sched_getscheduler(0) == os.SCHED_OTHER)")
+        rec = self.record([PYTHONS[0], "-c", code])
+        self.assertEqual(rec.returncode, 0, rec.stderr)
+        recorder, program, is_batch, is_other = rec.stdout.split()
+        self.assertEqual((recorder, program), (str(os.SCHED_BATCH), str(os.SCHED_OTHER)))
+        self.assertEqual((is_batch, is_other), ("True", "True"))
+
 
 if __name__ == "__main__":
     unittest.main()
