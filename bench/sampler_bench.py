@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
 """Cost of the stack sampler, on the shared workloads.
 
-For each workload, alternating N times, runs:
+First, the cost of one sample, measured inside one process: pairs of equal
+chunks of pure-Python work, the sampler's signal blocked in one chunk of each
+pair, sampled at 10 kHz (bench/apps/sample_cost.py); the extra time of the
+sampled chunks over the samples they got. Then the same for a timer signal
+with an empty handler (build/bench_signal_cost): the kernel's part of it.
+Whole runs compared with each other cannot resolve this (their speed differs
+by several percent here); neighbouring chunks of one run can.
+
+Then, for each workload, alternating N times, runs:
   untraced        python3 workload.py
   base            astrace record --no-sampler            (the hooks alone)
   py 100 Hz       astrace record --rate 100
@@ -10,14 +18,9 @@ For each workload, alternating N times, runs:
   native 1 kHz    astrace record --rate 1000 --native
 twice: with the asyncio hooks off (ASTRACE_HOOKS=0: the sampler alone, base
 is then tracing with nothing on) and with every hook on (the defaults).
-
 Prints each configuration's median of the workload's own reported time as a
 ratio to base, and (roughly: wall-time noise is a few percent here) the extra
 time per sample.
-
-Then the per-sample cost measured properly: a fixed pure-Python loop, sampled
-at 10 kHz so that sampling costs enough to measure, timed by the process's
-own CPU clock; (CPU time sampled - CPU time unsampled) / samples.
 
     python3 bench/sampler_bench.py --runs 5 --only cpu_mixed
 """
@@ -53,44 +56,38 @@ def run(name, cmd, env):
     return t
 
 
-FIXED_WORK = """
-import time
-def work():
-    n = 0
-    for i in range(30_000_000):
-        n += i
-    return n
-t = time.process_time(); work(); print(f"fixed work: {time.process_time() - t:.6f} s")
-"""
+COST_PAIRS, COST_DEPTH, COST_ITERATIONS = 200, 20, 1_000_000
 
 
 def per_sample_cost(args, tmp, runs):
-    script = os.path.join(tmp, "fixed_work.py")
-    with open(script, "w") as f:
-        f.write(FIXED_WORK)
-    configs = [("unsampled", ["--no-sampler"]), ("python", ["--rate", "10000"]),
-               ("native", ["--rate", "10000", "--native"])]
-    cpu = {c: [] for c, _ in configs}
-    samples = {c: [] for c, _ in configs}
+    """One sample's cost: bench/apps/sample_cost.py at 10 kHz, then the bare
+    timer signal (build/bench_signal_cost) as the floor under it."""
+    script = os.path.join(HERE, "apps", "sample_cost.py")
+    configs = [("noise floor", ["--no-sampler"]), ("python", []), ("native", ["--native"])]
+    cost = {c: [] for c, _ in configs}
     for _ in range(runs):
         for label, opts in configs:
-            out, stats = os.path.join(tmp, "f.pftrace"), os.path.join(tmp, "f.json")
-            p = subprocess.run([args.astrace, "record", "-q", "-f", "-o", out, "--stats-json", stats, "--no-tasks",
-                                "--no-counters", *opts, "--", args.python, script],
+            out = os.path.join(tmp, "f.pftrace")
+            p = subprocess.run([args.astrace, "record", "-q", "-f", "-o", out, "--no-tasks", "--no-counters",
+                                "--rate", "10000", *opts, "--", args.python, script, "10000", str(COST_PAIRS),
+                                str(COST_DEPTH), str(COST_ITERATIONS)],
                                capture_output=True, text=True, timeout=300)
-            m = re.search(r"fixed work: ([\d.]+) s", p.stdout)
+            m = re.search(r"sample cost: (-?\d+) ns", p.stdout)
             if p.returncode != 0 or not m:
-                raise RuntimeError(f"fixed work failed: {p.stderr[-500:]}")
-            cpu[label].append(float(m.group(1)))
-            with open(stats) as f:
-                samples[label].append(json.load(f)["samples"])
-    base = statistics.median(cpu["unsampled"])
-    print(f"\nper-sample cost: a fixed Python loop at 10 kHz, CPU time of the process, medians of {runs} runs")
-    print(f"  {'config':10s} {'cpu s':>8s} {'samples':>8s} {'us/sample':>9s} {'at 1 kHz':>9s}")
+                raise RuntimeError(f"sample_cost.py failed: {p.stderr[-500:]}")
+            cost[label].append(int(m.group(1)))
+    print(f"\nper-sample cost: {COST_PAIRS} pairs of equal chunks of pure-Python work {COST_DEPTH} frames deep, "
+          f"sampler signal blocked in one of each pair, at 10 kHz; median of {runs} runs")
+    print(f"  {'config':12s} {'us/sample':>9s} {'at 1 kHz':>9s}")
     for label, _ in configs:
-        c, n = statistics.median(cpu[label]), statistics.median(samples[label])
-        per = (c - base) / n * 1e6 if n else None
-        print(f"  {label:10s} {c:8.4f} {int(n):8d} " + (f"{per:9.2f} {per / 1000:8.2%}" if per else f"{'-':>9s}"))
+        us = statistics.median(cost[label]) / 1000
+        print(f"  {label:12s} {us:9.2f} {us / 1000:9.2%}")
+    floor = os.path.join(os.path.dirname(args.astrace), "bench_signal_cost")
+    if os.access(floor, os.X_OK):
+        p = subprocess.run([floor], capture_output=True, text=True, timeout=120)
+        print("  of which the kernel's part, " + (p.stdout.strip() or p.stderr.strip()))
+    else:
+        print(f"  ({floor} not built: no kernel-only floor)")
 
 
 def main():
@@ -105,7 +102,7 @@ def main():
     if args.only != "all":
         names = [n for n in names if n in args.only.split(",")]
     with tempfile.TemporaryDirectory(prefix="astrace-sbench-") as tmp:
-        per_sample_cost(args, tmp, max(args.runs, 5))
+        per_sample_cost(args, tmp, 3)
         for name in names:
             script = os.path.join(args.workloads, name + ".py")
             for hooks in ("0", "1"):

@@ -10,6 +10,9 @@
              is specialized by the interpreter while it is sampled
   own_sigprof  installs its own SIGPROF handler and drives it with
              ITIMER_PROF; prints how many times it ran
+  two_loops  two threads, started after recording began, each run an event
+             loop of its own; a task in one spins in spin_left() for 200 ms,
+             one in the other in spin_right()
 """
 import asyncio
 import os
@@ -79,6 +82,27 @@ def main_own_sigprof():
     print(f"own handler ran:{len(hits) > 0}")
 
 
+def spin_left():
+    burn(0.2)
+
+
+def spin_right():
+    burn(0.2)
+
+
+def main_two_loops():
+    async def spinner(spin):
+        await asyncio.sleep(0.01)
+        spin()
+
+    threads = [threading.Thread(target=asyncio.run, args=(spinner(spin),), name=f"loop-{spin.__name__}")
+               for spin in (spin_left, spin_right)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "burn":
@@ -91,3 +115,5 @@ if __name__ == "__main__":
         sleeploop()
     elif mode == "own_sigprof":
         main_own_sigprof()
+    elif mode == "two_loops":
+        main_two_loops()

@@ -217,6 +217,28 @@ class SamplerTests(AstraceTestCase):
                 self.assertFalse(any(has_frame(s, "blocking_job") for s in t.data["samples"]
                                      if s["tid"] != workers[0]["tid"]))
 
+    def test_loops_in_two_threads(self):
+        """Two threads started after recording began, each with its own
+        event loop: each thread's samples name its own spinning function,
+        inside that thread's own task step."""
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, self.app("sampled.py"), "two_loops"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                t = rec.trace
+                self.assertWellFormed(t)
+                for side, other in (("left", "right"), ("right", "left")):
+                    (thread,) = [th for th in t.threads() if th["name"] == f"loop-spin_{side}"]
+                    mine = [s for s in t.data["samples"] if s["tid"] == thread["tid"]]
+                    spinning = [s for s in mine if has_frame(s, rf"^spin_{side} \(sampled\.py:\d+\)$")]
+                    self.assertGreaterEqual(len(spinning), 150)  # 200 ms at 1 kHz
+                    self.assertFalse(any(has_frame(s, f"spin_{other}") for s in mine))
+                    # They fall inside the step of the spinner task on this thread.
+                    steps = [s for s in t.task_steps(tid=thread["tid"]) if s["dur"] > 150 * MS]
+                    self.assertEqual(len(steps), 1, [s["name"] for s in t.task_steps(tid=thread["tid"])])
+                    inside = samples_in(t, thread["tid"], steps[0]["ts"], steps[0]["ts"] + steps[0]["dur"])
+                    self.assertGreaterEqual(len([s for s in inside if s in spinning]), 0.9 * len(spinning))
+
     def test_programs_using_signals_keep_working(self):
         for py in PYTHONS:
             with self.subTest(python=py):
