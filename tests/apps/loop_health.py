@@ -8,12 +8,17 @@
   starve a step sets an Event and has another thread call_soon_threadsafe,
          then holds the loop for 200 ms (time.sleep): the woken task and the
          thread's callback both run ~200 ms after they became ready
+  resync the program changes loop._ready behind asyncio's back (a cancelled
+         handle, clear(), appendleft(), extend()) around 200 ms blocks:
+         callbacks queued before a block waited ~200 ms (early_*), those
+         put in after it ~0 (late_*); what it prints lists each phase
 """
 import asyncio
 import gc
 import sys
 import threading
 import time
+import types
 
 MODE = sys.argv[1]
 
@@ -71,6 +76,41 @@ async def main():
         import collections
         assert isinstance(loop._ready, collections.deque), type(loop._ready)
         print("ready queue:", type(loop._ready).__name__)
+    elif MODE == "resync":
+        def make(name):  # a function of its own (callbacks are named by code object)
+            code = timer_cb.__code__
+            return types.FunctionType(code.replace(co_name=name, co_qualname=name), {})
+
+        def handle(name):
+            return asyncio.Handle(make(name), (), loop, None)
+
+        ready = loop._ready
+        # A cancelled handle ahead of a queued one: popped, never run.
+        loop.call_soon(make("cancelled")).cancel()
+        loop.call_soon(make("early_after_cancelled"))
+        time.sleep(0.2)
+        await asyncio.sleep(0)
+        # clear(): what was queued is gone; the next one is timed afresh.
+        loop.call_soon(make("never_runs"))
+        ready.clear()
+        loop.call_soon(make("early_after_clear"))
+        time.sleep(0.2)
+        await asyncio.sleep(0)
+        # appendleft() of an untimed handle, after the block.
+        loop.call_soon(make("early_behind_appendleft"))
+        time.sleep(0.2)
+        ready.appendleft(handle("late_appendleft"))
+        await asyncio.sleep(0)
+        # extend() with an untimed handle, after the block.
+        loop.call_soon(make("early_before_extend"))
+        time.sleep(0.2)
+        ready.extend([handle("late_extend")])
+        await asyncio.sleep(0)
+        # ... and the queue is back in step.
+        loop.call_soon(make("early_resynced"))
+        time.sleep(0.2)
+        await asyncio.sleep(0)
+        print("resync done")
     elif MODE == "ready":
         for _ in range(100):
             loop.call_soon(timer_cb)

@@ -65,6 +65,34 @@ class LoopHealthTests(AstraceTestCase):
                 self.assertLess(cb["args"]["lag_ms"], 300)
                 self.assertIn("ready queue: ReadyQueue", rec.stdout)
 
+    def test_loop_lag_when_the_program_changes_the_ready_queue(self):
+        """loop._ready changed behind asyncio's back: a cancelled handle,
+        clear(), appendleft() and extend() of handles the queue never timed.
+        A lag is either right or absent, never another callback's: those
+        queued before a 200 ms block show ~200 ms, those put in after it none,
+        and the queue is back in step for the next callback."""
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.run_mode(py, "resync")
+                self.assertIn("resync done", rec.stdout)
+                t = rec.trace
+                lag = {}
+                for s in t.slices:
+                    if s["name"].startswith(("early_", "late_", "cancelled", "never_runs")):
+                        self.assertNotIn(s["name"], lag)
+                        lag[s["name"]] = s["args"].get("lag_ms")
+                self.assertEqual(set(lag), {"early_after_cancelled", "early_after_clear", "early_behind_appendleft",
+                                            "late_appendleft", "early_before_extend", "late_extend",
+                                            "early_resynced"})
+                for name in ("early_after_cancelled", "early_after_clear", "early_behind_appendleft",
+                             "early_resynced"):
+                    self.assertGreaterEqual(lag[name], 195, name)
+                    self.assertLess(lag[name], 300, name)
+                self.assertIsNone(lag["late_appendleft"])
+                self.assertIsNone(lag["late_extend"])
+                # Out of step: unknown rather than guessed.
+                self.assertIsNone(lag["early_before_extend"])
+
     def test_slow_callback_threshold_and_message(self):
         rec = self.run_mode(PYTHONS[0], "lag")
         self.assertIn("1 slow callback (>= 100 ms); the slowest: blocker", rec.stderr)
