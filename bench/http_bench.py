@@ -22,6 +22,12 @@ p50/p99 latency, untraced and traced, the ratio traced/untraced of the req/s
 medians (1.0 = no cost; 0.8 = tracing costs 20% of the throughput), and from
 astrace's --stats-json: events (records), events dropped, trace size.
 
+It also reads CPU time from /proc around the load: the server's (the Python
+process) and, traced, the recorder's (astrace itself), each per completed
+request. When wrk, the server and the recorder saturate the machine's cores,
+throughput is set by the CPU all of them spend per request, so these two say
+where a traced run's lost requests went.
+
 The server and wrk share the machine's cores, so absolute req/s depend on the
 machine; only the ratio is meant to be compared.
 
@@ -159,12 +165,16 @@ class RunResult:
         self.stderr_tail = ""
         self.stats: dict | None = None
         self.trace_file_bytes: int | None = None
+        self.server_cpu_us_per_req: float | None = None    # the Python server, during the load
+        self.recorder_cpu_us_per_req: float | None = None  # astrace, during the load (traced)
 
     def to_json(self) -> dict:
         d = {"kind": self.kind, "path": self.path, "ok": self.ok, "error": self.error,
              "port": self.port, "ready_s": self.ready_s, "stop_s": self.stop_s,
-             "returncode": self.returncode, "wrk": self.wrk}
+             "returncode": self.returncode, "wrk": self.wrk,
+             "server_cpu_us_per_req": self.server_cpu_us_per_req}
         if self.kind == "traced":
+            d["recorder_cpu_us_per_req"] = self.recorder_cpu_us_per_req
             d["stats"] = self.stats
             d["trace_file_bytes"] = self.trace_file_bytes
         if not self.ok:
@@ -236,6 +246,35 @@ class Server:
         self._reader.join(timeout=5)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of one process (not its children), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def python_server_pid(top: subprocess.Popen, traced: bool) -> int | None:
+    """The server's Python process: the command itself, or astrace's child."""
+    if not traced:
+        return top.pid
+    try:
+        with open(f"/proc/{top.pid}/task/{top.pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return None
+    for child in children:
+        try:
+            with open(f"/proc/{child}/comm") as f:
+                if f.read().startswith("python"):
+                    return child
+        except OSError:
+            continue
+    return None
+
+
 def check_get(port: int, path: str, timeout: float) -> str | None:
     """One GET before the load: must be 200 with a JSON body. Returns an error or None."""
     url = f"http://{HOST}:{port}{path}"
@@ -289,6 +328,8 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                     url = f"http://{HOST}:{port}{path}"
                     wcmd = [args.wrk, f"-t{args.threads}", f"-c{args.connections}",
                             f"-d{duration:g}s", "--latency", url]
+                    server_pid = python_server_pid(server.proc, kind == "traced")
+                    cpu_before = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
                     try:
                         w = subprocess.run(wcmd, capture_output=True, text=True, errors="replace",
                                            stdin=subprocess.DEVNULL,
@@ -296,8 +337,14 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                     except subprocess.TimeoutExpired:
                         why = f"wrk did not finish within {duration + args.wrk_grace:g}s"
                     else:
+                        cpu_after = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
                         r.wrk_out = w.stdout + w.stderr
                         r.wrk = parse_wrk(w.stdout)
+                        done = r.wrk["requests"]
+                        if done and cpu_before[0] is not None and cpu_after[0] is not None:
+                            r.server_cpu_us_per_req = (cpu_after[0] - cpu_before[0]) / done * 1e6
+                        if done and kind == "traced" and None not in (cpu_before[1], cpu_after[1]):
+                            r.recorder_cpu_us_per_req = (cpu_after[1] - cpu_before[1]) / done * 1e6
                         if w.returncode != 0:
                             why = f"wrk {describe_rc(w.returncode)}: {tail(w.stderr, 3)}"
                         elif r.wrk["requests_per_s"] is None:
@@ -418,6 +465,9 @@ def bench_path(path, args, env, tmp) -> dict:
     for k in STATS_KEYS:
         s[k] = median([r.stats[k] for r in trc])
     s["events_per_request"] = median([ratio(r.stats["records"], r.wrk["requests"]) for r in trc])
+    for name, group in (("untraced", unt), ("traced", trc)):
+        s[f"{name}_server_cpu_us_per_req"] = median([r.server_cpu_us_per_req for r in group])
+    s["recorder_cpu_us_per_req"] = median([r.recorder_cpu_us_per_req for r in trc])
     s["events_dropped_max"] = max((r.stats["events_dropped"] for r in trc), default=None)
     s["untraced_runs"], s["traced_runs"] = len(unt), len(trc)
     res["summary"] = s
@@ -445,6 +495,10 @@ def bench_path(path, args, env, tmp) -> dict:
         log(f"                ratio of medians {fmt_ratio(s['ratio_requests_per_s'])}")
         log(f"     p50/p99 ms untraced {fmt_ms(s['untraced_p50_ms'])} / {fmt_ms(s['untraced_p99_ms'])}"
             f"   traced {fmt_ms(s['traced_p50_ms'])} / {fmt_ms(s['traced_p99_ms'])}")
+        us = lambda x: fmt_f(x, 2)
+        log(f"     CPU us/req server untraced {us(s['untraced_server_cpu_us_per_req'])}"
+            f"   traced {us(s['traced_server_cpu_us_per_req'])}"
+            f"   recorder {us(s['recorder_cpu_us_per_req'])}   (during the load)")
         log(f"     shutdown s untraced {fmt_spread([r.stop_s for r in unt], fmt_ms)}")
         log(f"                traced   {fmt_spread([r.stop_s for r in trc], fmt_ms)}")
     if trc:
@@ -478,6 +532,9 @@ COLUMNS = [
     ("tr p99", "ms", lambda r, s: fmt_ms(s.get("traced_p99_ms"))),
     ("events", "", lambda r, s: fmt_int(s.get("records"))),
     ("ev/req", "", lambda r, s: fmt_f(s.get("events_per_request"), 1)),
+    ("srv cpu", "us/req", lambda r, s: f"{fmt_f(s.get('untraced_server_cpu_us_per_req'), 1)}"
+                                       f"/{fmt_f(s.get('traced_server_cpu_us_per_req'), 1)}"),
+    ("rec cpu", "us/req", lambda r, s: fmt_f(s.get("recorder_cpu_us_per_req"), 2)),
     ("drop", "", lambda r, s: fmt_int(s.get("events_dropped_max"))),
     ("trace", "MB", lambda r, s: fmt_f(_mb(s.get("trace_bytes")), 2)),
     ("status", "", lambda r, s: r["status"]),
@@ -612,7 +669,8 @@ def main(argv=None) -> int:
     log("")
     log("ratio = traced/untraced req/s (1.0 = no cost); p50/p99 = wrk latency percentiles;")
     log("events = records read by astrace per run; ev/req = events per completed request;")
-    log("drop = max events dropped in a run; trace MB = .pftrace size (10^6 bytes).")
+    log("drop = max events dropped in a run; trace MB = .pftrace size (10^6 bytes);")
+    log("srv cpu = the server's CPU per request during the load, untraced/traced; rec cpu = astrace's.")
     log("Absolute req/s depend on the machine (wrk and the server share its CPUs): compare ratios.")
 
     failed = [r["path"] for r in results if r["status"].startswith("FAILED")]
