@@ -52,6 +52,23 @@ static inline size_t text_copy(char *dst, size_t cap, const char *src) {
     return n;
 }
 
+/* Appends src to the text of length len in dst[cap] (len < cap), cut to
+ * fit; returns the new length. */
+static inline size_t text_cat(char *dst, size_t cap, size_t len, const char *src) {
+    return len + text_copy(dst + len, cap - len, src);
+}
+
+/* Writes v in decimal at dst (room for 20 digits), unterminated; returns the
+ * number of digits. For the per-event paths, like text_copy. */
+static inline size_t text_u64(char *dst, uint64_t v) {
+    char digits[20];
+    size_t n = 0;
+    do digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) && n < sizeof digits);
+    for (size_t i = 0; i < n; i++) dst[i] = digits[n - 1 - i];
+    return n;
+}
+
 /* The recorder's hash of texts, never 0: eight bytes per multiply (texts
  * are hashed once per event that names one), with a final avalanche so the
  * low bits that pick a slot depend on every byte. */

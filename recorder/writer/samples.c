@@ -13,7 +13,9 @@
  *
  * Names are resolved once per (code object, instruction) and per native
  * address, and cached for the whole process; iids live in the sequence's
- * interning spaces (intern.c), so they are defined again after a reset.
+ * interning spaces (intern.c), so they are defined again after a reset. Each
+ * cached name also keeps its frame's iid for the current interning
+ * generation: a frame seen before costs no text work at all.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,9 +32,17 @@
 #define PY_MAPPING "[python]"
 #define CALL_MAPPING "[native call]"
 
+/* A frame's iid, valid while the sequence's interning generation is the
+ * one noted (stored + 1, so that 0 means none). */
+struct frame_iid_cache {
+    uint64_t iid;
+    uint32_t generation;
+};
+
 struct py_frame_names {
     char *function; /* "qualname (file:line)" */
     char *callee;   /* called expression, or NULL */
+    struct frame_iid_cache function_iid, callee_iid;
 };
 
 struct native_frame_names {
@@ -41,6 +51,7 @@ struct native_frame_names {
     char *path;
     uint64_t start, end, offset, rel_pc;
     int is_eval; /* the eval loop: replaced by Python frames */
+    struct frame_iid_cache iid;
 };
 
 struct sample_state {
@@ -114,7 +125,7 @@ static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, ui
         u64map_put(&s->py_frames, key, f);
     } else { /* an address no code object has: keep one name for all of them */
         free_py_frame(f);
-        static struct py_frame_names unknown = {"<code at an impossible address>", NULL};
+        static struct py_frame_names unknown = {"<code at an impossible address>", NULL, {0, 0}, {0, 0}};
         return &unknown;
     }
     return f;
@@ -175,6 +186,7 @@ struct frame_ref {
     const char *mapping_key; /* identity of the mapping */
     const char *path;
     uint64_t start, end, offset, rel_pc; /* rel_pc 0: use the function name's iid */
+    struct frame_iid_cache *cache;       /* where the frame's iid is kept, or NULL */
 };
 
 static uint64_t intern_mapping(struct enc_process *p, struct sample_packet *pk, const struct frame_ref *r) {
@@ -207,6 +219,8 @@ static uint64_t intern_mapping(struct enc_process *p, struct sample_packet *pk, 
 }
 
 static uint64_t intern_frame(struct enc_process *p, struct sample_packet *pk, const struct frame_ref *r) {
+    uint32_t generation = p->ext->intern_generation + 1;
+    if (r->cache && r->cache->generation == generation) return r->cache->iid;
     int is_new;
     uint64_t fn = enc_intern(p, INTERN_FUNCTION_NAME, r->function, &is_new);
     if (is_new) {
@@ -220,8 +234,13 @@ static uint64_t intern_frame(struct enc_process *p, struct sample_packet *pk, co
     }
     uint64_t map = intern_mapping(p, pk, r);
     uint64_t rel_pc = r->rel_pc ? r->rel_pc : fn;
-    char key[640];
-    snprintf(key, sizeof key, "%" PRIu64 "/%" PRIu64 "/%" PRIu64, map, rel_pc, fn);
+    char key[72]; /* "map/rel_pc/fn" */
+    size_t len = text_u64(key, map);
+    key[len++] = '/';
+    len += text_u64(key + len, rel_pc);
+    key[len++] = '/';
+    len += text_u64(key + len, fn);
+    key[len] = 0;
     uint64_t iid = enc_intern(p, INTERN_FRAME, key, &is_new);
     if (is_new) {
         Astrace__Pb__Frame *f = &pk->frames[pk->nframes];
@@ -233,13 +252,18 @@ static uint64_t intern_frame(struct enc_process *p, struct sample_packet *pk, co
         f->rel_pc = rel_pc;
         pk->frame_ptrs[pk->nframes++] = f;
     }
+    if (r->cache) {
+        r->cache->iid = iid;
+        r->cache->generation = generation;
+    }
     return iid;
 }
 
 /* ---- merging ------------------------------------------------------------------ */
 
-static struct frame_ref py_ref(const char *function, const char *mapping) {
-    return (struct frame_ref){.function = function, .mapping_key = mapping, .path = mapping, .start = 0, .end = 1};
+static struct frame_ref py_ref(const char *function, const char *mapping, struct frame_iid_cache *cache) {
+    return (struct frame_ref){
+        .function = function, .mapping_key = mapping, .path = mapping, .start = 0, .end = 1, .cache = cache};
 }
 
 /* Appends Python frames [from, to) and the callee of the innermost one. */
@@ -247,8 +271,8 @@ static size_t put_python(struct sample_state *s, struct frame_ref *out, size_t n
                          const uint32_t *offsets, size_t from, size_t to) {
     for (size_t i = from; i < to && n < MAX_FRAMES; i++) {
         struct py_frame_names *f = py_names(s, codes[i], offsets[i]);
-        if (i == 0 && f->callee) out[n++] = py_ref(f->callee, CALL_MAPPING);
-        if (n < MAX_FRAMES) out[n++] = py_ref(f->function, PY_MAPPING);
+        if (i == 0 && f->callee) out[n++] = py_ref(f->callee, CALL_MAPPING, &f->callee_iid);
+        if (n < MAX_FRAMES) out[n++] = py_ref(f->function, PY_MAPPING, &f->function_iid);
     }
     return n;
 }
@@ -297,29 +321,29 @@ void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrac
                                        .start = f->start,
                                        .end = f->end,
                                        .offset = f->offset,
-                                       .rel_pc = f->rel_pc ? f->rel_pc : 1};
+                                       .rel_pc = f->rel_pc ? f->rel_pc : 1,
+                                       .cache = &f->iid};
     }
     /* Python frames not matched to an eval-loop frame (Python-only samples,
      * or an unwind that stopped early) go outermost. */
     n = put_python(s, refs, n, codes, offsets, next_py, npy);
     if ((r->flags & ASTRACE_SAMPLE_TRUNCATED) && n < MAX_FRAMES)
-        refs[n++] = py_ref("(deeper frames not read)", PY_MAPPING);
-    if (n == 0) refs[n++] = py_ref("(no Python frames)", PY_MAPPING);
+        refs[n++] = py_ref("(deeper frames not read)", PY_MAPPING, NULL);
+    if (n == 0) refs[n++] = py_ref("(no Python frames)", PY_MAPPING, NULL);
 
     static struct sample_packet pk; /* large; the recorder is single-threaded */
     pk.nfn = pk.npaths = pk.nmaps = pk.nframes = 0;
     uint64_t frame_iids[MAX_FRAMES];
-    struct buf key = {0};
+    char key[MAX_FRAMES * 21 + 1]; /* "iid,iid,...," */
+    size_t key_len = 0;
     for (size_t i = 0; i < n; i++) { /* outermost first */
         frame_iids[i] = intern_frame(p, &pk, &refs[n - 1 - i]);
-        char num[24];
-        int len = snprintf(num, sizeof num, "%" PRIu64 ",", frame_iids[i]);
-        buf_append(&key, num, (size_t)len);
+        key_len += text_u64(key + key_len, frame_iids[i]);
+        key[key_len++] = ',';
     }
-    buf_append(&key, "", 1);
+    key[key_len] = 0;
     int is_new;
-    uint64_t callstack = enc_intern(p, INTERN_CALLSTACK, (const char *)key.data, &is_new);
-    buf_free(&key);
+    uint64_t callstack = enc_intern(p, INTERN_CALLSTACK, key, &is_new);
 
     Astrace__Pb__InternedData idata;
     astrace__pb__interned_data__init(&idata);

@@ -404,14 +404,8 @@ static void end_task(struct enc_process *p, struct enc_task *task, uint64_t ts, 
 
 static void set_task_name(struct enc_task *task, const struct astrace_rec_task_create *rec) {
     if (rec->default_number >= 0) { /* "Task-N" */
-        char digits[24];
-        int n = 0;
-        uint64_t v = (uint64_t)rec->default_number;
-        do digits[n++] = (char)('0' + v % 10);
-        while ((v /= 10) && n < (int)sizeof digits);
         memcpy(task->name, "Task-", 5);
-        for (int i = 0; i < n; i++) task->name[5 + i] = digits[n - 1 - i];
-        task->name[5 + n] = 0;
+        task->name[5 + text_u64(task->name + 5, (uint64_t)rec->default_number)] = 0;
     } else {
         size_t len = rec->name_len;
         if (len > rec->h.size - sizeof *rec) len = rec->h.size - sizeof *rec;
@@ -562,7 +556,11 @@ static uint64_t await_name_iid(struct enc_process *p, const struct astrace_rec_t
     if (rec->target && !strcmp(what, "await task")) {
         struct enc_task *target = find_task(p->ext->tasks, rec->target);
         if (!target) return enc_name_iid(p, "await Task");
-        snprintf(name, sizeof name, "await %s (%s)", target->name, target->coro);
+        size_t len = text_copy(name, sizeof name, "await "); /* "await Task-12 (fetch_page)" */
+        len = text_cat(name, sizeof name, len, target->name);
+        len = text_cat(name, sizeof name, len, " (");
+        len = text_cat(name, sizeof name, len, target->coro);
+        text_cat(name, sizeof name, len, ")");
         return enc_name_iid(p, name);
     }
     if (!strcmp(what, "await gather()")) {

@@ -156,6 +156,8 @@ class AstraceTestCase(unittest.TestCase):
         self.assertEqual(trace.data["clock_snapshots"], 1)
         self.assertEqual(trace.data["unmatched_ends"], 0, "END events with no open slice")
         self.assertEqual(trace.data["unknown_iids"], 0, "names referring to undefined interned ids")
+        unresolved = [s for s in trace.data["samples"] if s.get("unresolved")]
+        self.assertEqual(unresolved[:3], [], "samples whose callstack, frames or mappings are undefined")
         for s in trace.slices:
             self.assertGreaterEqual(s["dur"], 0, f"unterminated slice {s}")
         self.assertIsNotNone(trace.instant("astrace: session"))
