@@ -101,6 +101,10 @@ static const char *short_file(const char *path, char *out, size_t cap) {
     return out;
 }
 
+/* The one name of all code addresses no code object can have. Shared by every
+ * process, so it keeps no iid (those are per process sequence). */
+static struct py_frame_names impossible_code = {"<code at an impossible address>", NULL, {0, 0}, {0, 0}};
+
 static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, uint32_t offset) {
     /* The cache key packs both: code objects are 8-aligned below 2^47;
      * offsets past 2^20 bytes (never seen in real code) count as unknown. */
@@ -125,8 +129,7 @@ static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, ui
         u64map_put(&s->py_frames, key, f);
     } else { /* an address no code object has: keep one name for all of them */
         free_py_frame(f);
-        static struct py_frame_names unknown = {"<code at an impossible address>", NULL, {0, 0}, {0, 0}};
-        return &unknown;
+        return &impossible_code;
     }
     return f;
 }
@@ -271,8 +274,9 @@ static size_t put_python(struct sample_state *s, struct frame_ref *out, size_t n
                          const uint32_t *offsets, size_t from, size_t to) {
     for (size_t i = from; i < to && n < MAX_FRAMES; i++) {
         struct py_frame_names *f = py_names(s, codes[i], offsets[i]);
-        if (i == 0 && f->callee) out[n++] = py_ref(f->callee, CALL_MAPPING, &f->callee_iid);
-        if (n < MAX_FRAMES) out[n++] = py_ref(f->function, PY_MAPPING, &f->function_iid);
+        int cached = f != &impossible_code;
+        if (i == 0 && f->callee) out[n++] = py_ref(f->callee, CALL_MAPPING, cached ? &f->callee_iid : NULL);
+        if (n < MAX_FRAMES) out[n++] = py_ref(f->function, PY_MAPPING, cached ? &f->function_iid : NULL);
     }
     return n;
 }
