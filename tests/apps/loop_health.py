@@ -11,7 +11,7 @@
   resync the program changes loop._ready behind asyncio's back (a cancelled
          handle, clear(), appendleft(), extend()) around 200 ms blocks:
          callbacks queued before a block waited ~200 ms (early_*), those
-         put in after it ~0 (late_*); what it prints lists each phase
+         put in after it ~0 (late_*); prints "resync done"
 """
 import asyncio
 import gc
