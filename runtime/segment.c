@@ -109,6 +109,7 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
     h->start_boottime_ns = clock_ns(CLOCK_BOOTTIME);
     h->start_realtime_ns = clock_ns(CLOCK_REALTIME);
     if (like) {
+        h->flags |= ASTRACE_SEG_FORKED;
         h->python_hexversion = like->python_hexversion;
         memcpy(h->python_version, like->python_version, sizeof h->python_version);
         memcpy(h->executable, like->executable, sizeof h->executable);

@@ -94,6 +94,9 @@ struct astrace_py_layout {
     uint8_t call_ops[32]; /* bitmap of opcodes (specialized too) that call */
 };
 
+/* astrace_seg_header.flags */
+#define ASTRACE_SEG_FORKED 1u /* made in a fork child of a traced process */
+
 struct astrace_seg_header {
     uint64_t magic;
     uint32_t version;
@@ -113,7 +116,7 @@ struct astrace_seg_header {
     uint64_t start_boottime_ns;       /* when the runtime attached */
     uint64_t start_realtime_ns;
     int32_t python_hexversion;
-    uint32_t reserved0;
+    uint32_t flags;                    /* ASTRACE_SEG_* */
     char python_version[64];           /* sys.version, first line */
     char executable[ASTRACE_TEXT_MAX]; /* sys.executable */
     /* NUL-separated argv (sys.orig_argv when available), length in cmdline_len */

@@ -83,6 +83,62 @@ static void read_note(struct session *s, const char *name) {
     unlink(path);
 }
 
+/* Thread i's sample ring, or NULL when the segment has none. */
+static struct astrace_ring_header *sample_ring_header(const struct astrace_seg_header *h, uint32_t i) {
+    if (!h->sample_ring_size) return NULL;
+    return (struct astrace_ring_header *)((uint8_t *)h + h->sample_rings_offset) + i;
+}
+
+/* The process of a segment enters the trace. A fork child's segment waits
+ * for recorded_something(): the sampler gives every fork child a ring at
+ * once (it may never reach a hook), so a child that only execs
+ * (subprocess's preexec_fn path) would otherwise show up as an empty
+ * process named like its parent. */
+static int add_process(struct session *s, struct encoder *enc, struct seg_view *v) {
+    v->proc = encoder_add_process(enc, v->hdr);
+    s->processes++;
+    return 1;
+}
+
+static void note_record(void *ctx, const struct astrace_rec_hdr *rec) {
+    if (rec->type != ASTRACE_REC_THREAD_NAME) *(int *)ctx = 1;
+}
+
+/* Whether any thread of the segment has recorded more than its name, had a
+ * record dropped, or has a stack sample. Reads the rings without taking
+ * anything from them. */
+static int recorded_something(const struct astrace_seg_header *h) {
+    if (atomic_load(&((struct astrace_seg_header *)h)->dropped_no_ring)) return 1;
+    for (uint32_t i = 0; i < h->ring_count; i++) {
+        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct astrace_ring_header *sh = sample_ring_header(h, i);
+        if (atomic_load(&rh->dropped_records)) return 1;
+        if (sh && (atomic_load(&sh->head) != atomic_load(&sh->tail) || atomic_load(&sh->dropped_records))) return 1;
+        /* A copy of the header: draining it moves only the copy's tail. */
+        struct astrace_ring_header copy;
+        memcpy(&copy, rh, sizeof copy);
+        atomic_store(&copy.head, atomic_load_explicit(&rh->head, memory_order_acquire));
+        atomic_store(&copy.tail, atomic_load(&rh->tail));
+        struct astrace_ring ring = {&copy, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size,
+                                    h->ring_size};
+        int found = 0;
+        if (astrace_ring_drain(&ring, note_record, &found, 1L << 30) < 0 || found) return 1;
+    }
+    return 0;
+}
+
+/* Unmaps a segment the trace is done with and removes its file. */
+static void forget_segment(struct session *s, struct seg_view *v) {
+    munmap(v->hdr, v->len);
+    v->hdr = NULL;
+    free(v->rings);
+    v->rings = NULL;
+    v->done = 1;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", s->dir, v->name);
+    unlink(path);
+}
+
 void session_scan(struct session *s, struct encoder *enc) {
     DIR *d = opendir(s->dir);
     if (!d) return;
@@ -127,8 +183,7 @@ void session_scan(struct session *s, struct encoder *enc) {
         v->hdr = mem;
         v->len = (size_t)st.st_size;
         v->rings = xcalloc(v->hdr->ring_count, sizeof *v->rings);
-        v->proc = encoder_add_process(enc, v->hdr);
-        s->processes++;
+        if (!(v->hdr->flags & ASTRACE_SEG_FORKED)) add_process(s, enc, v);
     }
     closedir(d);
 }
@@ -144,15 +199,10 @@ static void on_record(void *ctx, const struct astrace_rec_hdr *rec) {
     encoder_record(c->proc, c->ring, c->rv->generation, c->rv->tid, c->rv->name, rec);
 }
 
-/* Thread i's sample ring, or NULL when the segment has none. */
-static struct astrace_ring_header *sample_ring_header(const struct astrace_seg_header *h, uint32_t i) {
-    if (!h->sample_ring_size) return NULL;
-    return (struct astrace_ring_header *)((uint8_t *)h + h->sample_rings_offset) + i;
-}
-
-static uint64_t drain_segment(struct session *s, struct seg_view *v) {
+static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg_view *v) {
     struct astrace_seg_header *h = v->hdr;
     uint64_t moved = 0;
+    if (!v->proc && !(recorded_something(h) && add_process(s, enc, v))) return 0;
     for (uint32_t i = 0; i < h->ring_count; i++) {
         struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
         struct ring_view *rv = &v->rings[i];
@@ -196,10 +246,9 @@ static uint64_t drain_segment(struct session *s, struct seg_view *v) {
 }
 
 uint64_t session_drain(struct session *s, struct encoder *enc) {
-    (void)enc;
     uint64_t moved = 0;
     for (size_t i = 0; i < s->nsegs; i++)
-        if (!s->segs[i].done) moved += drain_segment(s, &s->segs[i]);
+        if (!s->segs[i].done) moved += drain_segment(s, enc, &s->segs[i]);
     return moved;
 }
 
@@ -239,7 +288,7 @@ void session_sample_rss(struct session *s) {
     if (!page) page = sysconf(_SC_PAGESIZE);
     for (size_t i = 0; i < s->nsegs; i++) {
         struct seg_view *v = &s->segs[i];
-        if (v->done || !v->hdr) continue;
+        if (v->done || !v->hdr || !v->proc) continue;
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/statm", (int)v->hdr->pid);
         FILE *f = fopen(path, "r");
@@ -271,7 +320,11 @@ void session_reap(struct session *s, struct encoder *enc, int all) {
         int finished = atomic_load(&v->hdr->state) == ASTRACE_SEG_FINISHED;
         int gone = pid_gone(v->hdr->pid);
         if (!all && !gone) continue;
-        drain_segment(s, v);
+        drain_segment(s, enc, v);
+        if (!v->proc) { /* a fork child that recorded nothing (it only exec'd): not in the trace */
+            forget_segment(s, v);
+            continue;
+        }
         char how[128];
         if (gone && s->exit_status_of && s->exit_status_of(v->hdr->pid, how, sizeof how) == 0) {
             /* exact status known: we reaped it */
@@ -290,16 +343,8 @@ void session_reap(struct session *s, struct encoder *enc, int all) {
         encoder_sample_losses(v->proc, samples_dropped, samples_unreadable);
         encoder_end_process(v->proc, how, dropped);
         v->proc = NULL;
-        munmap(v->hdr, v->len);
-        v->hdr = NULL;
-        free(v->rings);
-        v->rings = NULL;
-        v->done = 1;
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", s->dir, v->name);
-        unlink(path);
+        forget_segment(s, v);
     }
-    (void)enc;
 }
 
 void session_destroy(struct session *s) {

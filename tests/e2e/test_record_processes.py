@@ -22,6 +22,10 @@ class ProcessTests(AstraceTestCase):
         self.assertEqual(len(ends), len(procs))
         for pid in procs:
             self.assertGreater(len(t.threads(pid=pid)), 0, procs[pid])
+        # ... and none empty: the `true` child, a fork child that only exec'd,
+        # had a ring for its sampler but recorded nothing, and is left out.
+        busy = {t.tracks[s["track"]].get("pid") for s in t.slices} | {x["pid"] for x in t.data["samples"]}
+        self.assertEqual(set(procs) - busy, set(), [procs[pid]["cmdline"] for pid in set(procs) - busy])
         # The thread with its own loop: 30 sleep(0) -> 30 + a few iterations, on its own track.
         threads = {th["name"]: th for th in t.threads(pid=main_pid)}
         self.assertIn("MainThread", threads)
