@@ -1,7 +1,7 @@
 """Programs whose stack samples are known, for tests/e2e/test_sampler.py.
 
-  burn       task "burner": one step spins burn() for 300 ms, a later step
-             calls time.sleep(0.3)
+  burn       task "burner": one step spins burn() for 300 ms (and prints the
+             CPU time that took), a later step calls time.sleep(0.3)
   executor   a run_in_executor job spins in blocking_job() for 200 ms
   signals    the program uses signals and blocking calls itself: a SIGALRM
              interval timer with a Python handler, time.sleep, os.read on a
@@ -33,7 +33,9 @@ def burn(seconds):
 
 async def burner():
     await asyncio.sleep(0.02)
+    cpu = time.thread_time()
     burn(0.3)  # BURN_LINE
+    print(f"burn cpu ms {(time.thread_time() - cpu) * 1000:.1f}", flush=True)
     await asyncio.sleep(0.02)
     time.sleep(0.3)  # SLEEP_LINE
     await asyncio.sleep(0.02)
