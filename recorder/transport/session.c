@@ -94,10 +94,9 @@ static struct astrace_ring_header *sample_ring_header(const struct astrace_seg_h
  * once (it may never reach a hook), so a child that only execs
  * (subprocess's preexec_fn path) would otherwise show up as an empty
  * process named like its parent. */
-static int add_process(struct session *s, struct encoder *enc, struct seg_view *v) {
+static void add_process(struct session *s, struct encoder *enc, struct seg_view *v) {
     v->proc = encoder_add_process(enc, v->hdr);
     s->processes++;
-    return 1;
 }
 
 static void note_record(void *ctx, const struct astrace_rec_hdr *rec) {
@@ -202,7 +201,10 @@ static void on_record(void *ctx, const struct astrace_rec_hdr *rec) {
 static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg_view *v) {
     struct astrace_seg_header *h = v->hdr;
     uint64_t moved = 0;
-    if (!v->proc && !(recorded_something(h) && add_process(s, enc, v))) return 0;
+    if (!v->proc) {
+        if (!recorded_something(h)) return 0;
+        add_process(s, enc, v);
+    }
     for (uint32_t i = 0; i < h->ring_count; i++) {
         struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
         struct ring_view *rv = &v->rings[i];
