@@ -6,10 +6,10 @@
 #include "common/util.h"
 
 void *u64map_get(const struct u64map *m, uint64_t key) {
-    if (!m->cap || !key) return NULL;
+    if (!m->cap) return NULL;
     for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->values[i]) return NULL;
         if (m->keys[i] == key) return m->values[i];
-        if (!m->keys[i]) return NULL;
     }
 }
 
@@ -18,9 +18,9 @@ static void grow(struct u64map *m) {
     uint64_t *keys = xcalloc(ncap, sizeof *keys);
     void **values = xcalloc(ncap, sizeof *values);
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i]) continue;
+        if (!m->values[i]) continue;
         size_t j = hash_u64(m->keys[i]) & (ncap - 1);
-        while (keys[j]) j = (j + 1) & (ncap - 1);
+        while (values[j]) j = (j + 1) & (ncap - 1);
         keys[j] = m->keys[i];
         values[j] = m->values[i];
     }
@@ -32,18 +32,18 @@ static void grow(struct u64map *m) {
 }
 
 void u64map_put(struct u64map *m, uint64_t key, void *value) {
-    if (!key) return;
+    if (!value) return;
     if ((m->used + 1) * 2 > m->cap) grow(m);
     size_t i = hash_u64(key) & (m->cap - 1);
-    while (m->keys[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
-    if (!m->keys[i]) m->used++;
+    while (m->values[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
+    if (!m->values[i]) m->used++;
     m->keys[i] = key;
     m->values[i] = value;
 }
 
 void u64map_free(struct u64map *m, void (*free_value)(void *)) {
     for (size_t i = 0; free_value && i < m->cap; i++)
-        if (m->keys[i]) free_value(m->values[i]);
+        if (m->values[i]) free_value(m->values[i]);
     free(m->keys);
     free(m->values);
     m->keys = NULL;

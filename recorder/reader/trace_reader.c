@@ -13,6 +13,7 @@
 #include <zstd.h>
 
 #include "astrace_perfetto.pb-c.h"
+#include "common/u64map.h"
 #include "common/util.h"
 
 /* Largest expansion accepted for one compressed bundle. Perfetto keeps
@@ -27,53 +28,15 @@
  * generations (and they are at least half of it). */
 #define STALE_COMPACT_MIN 4096
 
-/* ---- u64 -> index map (open addressing; values stored + 1, 0 = empty) ------ */
+/* ---- u64 -> index maps (common/u64map.h, indices stored + 1) --------------- */
 
-struct u64map {
-    uint64_t *keys;
-    size_t *vals;
-    size_t cap, n;
-};
-
-static size_t u64map_get(const struct u64map *m, uint64_t k) {
-    if (!m->cap) return (size_t)-1;
-    size_t j = hash_u64(k) & (m->cap - 1);
-    while (m->vals[j]) {
-        if (m->keys[j] == k) return m->vals[j] - 1;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return (size_t)-1;
+static size_t index_get(const struct u64map *m, uint64_t key) {
+    void *v = u64map_get(m, key);
+    return v ? (size_t)(uintptr_t)v - 1 : (size_t)-1;
 }
 
-static void u64map_put(struct u64map *m, uint64_t k, size_t v) {
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 64;
-        uint64_t *nk = xcalloc(ncap, sizeof *nk);
-        size_t *nv = xcalloc(ncap, sizeof *nv);
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->vals[i]) continue;
-            size_t j = hash_u64(m->keys[i]) & (ncap - 1);
-            while (nv[j]) j = (j + 1) & (ncap - 1);
-            nk[j] = m->keys[i];
-            nv[j] = m->vals[i];
-        }
-        free(m->keys);
-        free(m->vals);
-        m->keys = nk;
-        m->vals = nv;
-        m->cap = ncap;
-    }
-    size_t j = hash_u64(k) & (m->cap - 1);
-    while (m->vals[j] && m->keys[j] != k) j = (j + 1) & (m->cap - 1);
-    if (!m->vals[j]) m->n++;
-    m->keys[j] = k;
-    m->vals[j] = v + 1;
-}
-
-static void u64map_free(struct u64map *m) {
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
+static void index_put(struct u64map *m, uint64_t key, size_t index) {
+    u64map_put(m, key, (void *)(uintptr_t)(index + 1));
 }
 
 /* ---- sequences ------------------------------------------------------------- */
@@ -176,7 +139,7 @@ static void interned_rehash(struct interned *in, size_t ncap, const struct u64ma
         struct iid_slot s = in->slots[i];
         if (!s.entry) continue;
         if (seqs) {
-            size_t si = u64map_get(seqidx, s.seq);
+            size_t si = index_get(seqidx, s.seq);
             if (si == (size_t)-1 || (seqs[si].gen & GEN_MASK) != s.genf >> 4) continue;
             uint32_t len;
             memcpy(&len, s.entry, 4);
@@ -336,7 +299,7 @@ static void seterr(struct reader *r, const char *fmt, ...) {
 }
 
 static struct seq_state *seq_of(struct reader *r, uint32_t seq) {
-    size_t i = u64map_get(&r->seqidx, seq);
+    size_t i = index_get(&r->seqidx, seq);
     if (i != (size_t)-1) return &r->seqs[i];
     if (r->nseqs == r->capseqs) {
         r->capseqs = r->capseqs ? r->capseqs * 2 : 16;
@@ -345,7 +308,7 @@ static struct seq_state *seq_of(struct reader *r, uint32_t seq) {
     struct seq_state *ss = &r->seqs[r->nseqs];
     memset(ss, 0, sizeof *ss);
     ss->seq = seq;
-    u64map_put(&r->seqidx, seq, r->nseqs);
+    index_put(&r->seqidx, seq, r->nseqs);
     return &r->seqs[r->nseqs++];
 }
 
@@ -364,7 +327,7 @@ static void clear_incremental_state(struct reader *r, struct seq_state *ss) {
 /* ---- tracks ------------------------------------------------------------------ */
 
 static size_t get_track(struct reader *r, uint64_t uuid) {
-    size_t idx = u64map_get(&r->trackidx, uuid);
+    size_t idx = index_get(&r->trackidx, uuid);
     if (idx != (size_t)-1) return idx;
     if (r->ntracks == r->captracks) {
         r->captracks = r->captracks ? r->captracks * 2 : 64;
@@ -373,7 +336,7 @@ static size_t get_track(struct reader *r, uint64_t uuid) {
     struct rtrack *t = &r->tracks[r->ntracks];
     memset(t, 0, sizeof *t);
     t->t.uuid = uuid;
-    u64map_put(&r->trackidx, uuid, r->ntracks);
+    index_put(&r->trackidx, uuid, r->ntracks);
     idx = r->ntracks++;
     if (r->v->track) r->v->track(r->ctx, idx, &t->t);
     return idx;
@@ -960,8 +923,8 @@ static int reader_finish(struct reader *r, int rc, struct trace_stats *stats) {
         free_track(&t->t);
     }
     free(r->tracks);
-    u64map_free(&r->trackidx);
-    u64map_free(&r->seqidx);
+    u64map_free(&r->trackidx, NULL);
+    u64map_free(&r->seqidx, NULL);
     free(r->seqs);
     interned_free(&r->in);
     buf_free(&r->bundle);
@@ -1029,7 +992,7 @@ struct trace_model_index {
 };
 
 size_t trace_find_track(const struct trace_model *m, uint64_t uuid) {
-    return m->index ? u64map_get(&m->index->uuids, uuid) : (size_t)-1;
+    return m->index ? index_get(&m->index->uuids, uuid) : (size_t)-1;
 }
 
 static void model_track(void *ctx, size_t index, const struct trace_track *src) {
@@ -1047,7 +1010,7 @@ static void model_track(void *ctx, size_t index, const struct trace_track *src) 
     t->name = src->name ? xstrdup(src->name) : NULL;
     t->cmdline = src->ncmdline ? xcalloc(src->ncmdline, sizeof *t->cmdline) : NULL;
     for (size_t i = 0; i < src->ncmdline; i++) t->cmdline[i] = xstrdup(src->cmdline[i]);
-    u64map_put(&m->index->uuids, src->uuid, index);
+    index_put(&m->index->uuids, src->uuid, index);
 }
 
 /* Slices land at their BEGIN ordinal (each is delivered once, at its END or
@@ -1176,7 +1139,7 @@ void trace_model_free(struct trace_model *m) {
     }
     free(m->samples);
     if (m->index) {
-        u64map_free(&m->index->uuids);
+        u64map_free(&m->index->uuids, NULL);
         free(m->index);
     }
     memset(m, 0, sizeof *m);
