@@ -25,6 +25,23 @@ def workload_names(directory) -> list[str]:
     return sorted(f[:-3] for f in os.listdir(directory) if f.endswith(".py") and not f.startswith("_"))
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def add_workload_options(ap) -> None:
+    """--python, --astrace and --workloads, as compare_options.py and
+    sampler_bench.py take them."""
+    ap.add_argument("--python", default="python3")
+    ap.add_argument("--astrace", default=os.path.join(REPO, "build", "astrace"))
+    ap.add_argument("--workloads", default=os.path.join(REPO, "..", "shared", "workloads"))
+
+
+def chosen_workloads(directory, only: str) -> list[str]:
+    """The workloads named in `only` (comma-separated); all of them for "" or "all"."""
+    names = workload_names(directory)
+    return names if only in ("", "all") else [n for n in names if n in only.split(",")]
+
+
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 

@@ -21,10 +21,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import parse_result_line, workload_names  # noqa: E402
+from _bench_common import add_workload_options, chosen_workloads, parse_result_line  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 
 def main():
@@ -32,14 +30,10 @@ def main():
     ap.add_argument("--a", default="--no-counters", help="astrace record options of the baseline")
     ap.add_argument("--b", default="", help="astrace record options compared with it")
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--only", default="", help="comma-separated workload names")
-    ap.add_argument("--python", default="python3")
-    ap.add_argument("--astrace", default=os.path.join(REPO, "build", "astrace"))
-    ap.add_argument("--workloads", default=os.path.join(REPO, "..", "shared", "workloads"))
+    ap.add_argument("--only", default="", help="comma-separated workload names (default: all)")
+    add_workload_options(ap)
     args = ap.parse_args()
-    names = workload_names(args.workloads)
-    if args.only:
-        names = [n for n in names if n in args.only.split(",")]
+    names = chosen_workloads(args.workloads, args.only)
     failed = False
     rows = []
     with tempfile.TemporaryDirectory(prefix="astrace-cmp-") as tmp:

@@ -34,10 +34,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import parse_result_line, workload_names  # noqa: E402
+from _bench_common import add_workload_options, chosen_workloads, parse_result_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 CONFIGS = [
     ("base", ["--no-sampler"]),
@@ -94,13 +93,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="cpu_mixed", help="comma-separated workload names, 'all', or 'none'")
-    ap.add_argument("--python", default="python3")
-    ap.add_argument("--astrace", default=os.path.join(REPO, "build", "astrace"))
-    ap.add_argument("--workloads", default=os.path.join(REPO, "..", "shared", "workloads"))
+    add_workload_options(ap)
     args = ap.parse_args()
-    names = workload_names(args.workloads)
-    if args.only != "all":
-        names = [n for n in names if n in args.only.split(",")]
+    names = chosen_workloads(args.workloads, args.only)
     with tempfile.TemporaryDirectory(prefix="astrace-sbench-") as tmp:
         per_sample_cost(args, tmp, 3)
         for name in names:
