@@ -192,20 +192,25 @@ struct frame_ref {
     struct frame_iid_cache *cache;       /* where the frame's iid is kept, or NULL */
 };
 
+/* Appends a new interned string (a function name or a mapping path) to one
+ * of the packet's lists. */
+static void add_string(Astrace__Pb__InternedString *strings, Astrace__Pb__InternedString **ptrs, size_t *n,
+                       uint64_t iid, const char *text) {
+    Astrace__Pb__InternedString *st = &strings[*n];
+    astrace__pb__interned_string__init(st);
+    st->has_iid = st->has_str = 1;
+    st->iid = iid;
+    st->str.data = (uint8_t *)text;
+    st->str.len = strlen(text);
+    ptrs[(*n)++] = st;
+}
+
 static uint64_t intern_mapping(struct enc_process *p, struct sample_packet *pk, const struct frame_ref *r) {
     int is_new;
     uint64_t iid = enc_intern(p, INTERN_MAPPING, r->mapping_key, &is_new);
     if (!is_new) return iid;
     uint64_t path_iid = enc_intern(p, INTERN_MAPPING_PATH, r->path, &is_new);
-    if (is_new) {
-        Astrace__Pb__InternedString *st = &pk->paths[pk->npaths];
-        astrace__pb__interned_string__init(st);
-        st->has_iid = st->has_str = 1;
-        st->iid = path_iid;
-        st->str.data = (uint8_t *)r->path;
-        st->str.len = strlen(r->path);
-        pk->path_ptrs[pk->npaths++] = st;
-    }
+    if (is_new) add_string(pk->paths, pk->path_ptrs, &pk->npaths, path_iid, r->path);
     Astrace__Pb__Mapping *m = &pk->maps[pk->nmaps];
     astrace__pb__mapping__init(m);
     m->has_iid = 1;
@@ -226,15 +231,7 @@ static uint64_t intern_frame(struct enc_process *p, struct sample_packet *pk, co
     if (r->cache && r->cache->generation == generation) return r->cache->iid;
     int is_new;
     uint64_t fn = enc_intern(p, INTERN_FUNCTION_NAME, r->function, &is_new);
-    if (is_new) {
-        Astrace__Pb__InternedString *st = &pk->fn[pk->nfn];
-        astrace__pb__interned_string__init(st);
-        st->has_iid = st->has_str = 1;
-        st->iid = fn;
-        st->str.data = (uint8_t *)r->function;
-        st->str.len = strlen(r->function);
-        pk->fn_ptrs[pk->nfn++] = st;
-    }
+    if (is_new) add_string(pk->fn, pk->fn_ptrs, &pk->nfn, fn, r->function);
     uint64_t map = intern_mapping(p, pk, r);
     uint64_t rel_pc = r->rel_pc ? r->rel_pc : fn;
     char key[72]; /* "map/rel_pc/fn" */
