@@ -183,57 +183,82 @@ enum {
     F_ANN_STRING_IID = 17,
 };
 
-static void encode_annotation(struct buf *b, const Astrace__Pb__DebugAnnotation *a) {
-    size_t at = pb_begin(b, F_EV_ANNOTATIONS);
-    if (a->has_name_iid) pb_uint(b, F_ANN_NAME_IID, a->name_iid);
-    if (a->name) pb_bytes(b, F_ANN_NAME, a->name, strlen(a->name));
-    if (a->has_bool_value) pb_uint(b, F_ANN_BOOL, a->bool_value);
-    if (a->has_uint_value) pb_uint(b, F_ANN_UINT, a->uint_value);
-    if (a->has_int_value) pb_uint(b, F_ANN_INT, (uint64_t)a->int_value);
-    if (a->has_double_value) pb_double(b, F_ANN_DOUBLE, a->double_value);
-    if (a->string_value) pb_bytes(b, F_ANN_STRING, a->string_value, strlen(a->string_value));
-    if (a->has_string_value_iid) pb_uint(b, F_ANN_STRING_IID, a->string_value_iid);
-    pb_end(b, at);
+/* Room an annotation can take (pb_encode.h's bound). */
+static size_t annotation_bound(const Astrace__Pb__DebugAnnotation *a) {
+    size_t n = PB_TAG_MAX + PB_NEST_SLACK + 1 + 6 * (PB_TAG_MAX + PB_VARINT_MAX);
+    if (a->name) n += strlen(a->name);
+    if (a->string_value) n += strlen(a->string_value);
+    return n;
+}
+
+static uint8_t *encode_annotation(uint8_t *w, const Astrace__Pb__DebugAnnotation *a) {
+    uint8_t *body = pb_open(w, F_EV_ANNOTATIONS);
+    w = body;
+    if (a->has_name_iid) w = pb_uint(w, F_ANN_NAME_IID, a->name_iid);
+    if (a->name) w = pb_bytes(w, F_ANN_NAME, a->name, strlen(a->name));
+    if (a->has_bool_value) w = pb_uint(w, F_ANN_BOOL, a->bool_value);
+    if (a->has_uint_value) w = pb_uint(w, F_ANN_UINT, a->uint_value);
+    if (a->has_int_value) w = pb_uint(w, F_ANN_INT, (uint64_t)a->int_value);
+    if (a->has_double_value) w = pb_double(w, F_ANN_DOUBLE, a->double_value);
+    if (a->string_value) w = pb_bytes(w, F_ANN_STRING, a->string_value, strlen(a->string_value));
+    if (a->has_string_value_iid) w = pb_uint(w, F_ANN_STRING_IID, a->string_value_iid);
+    return pb_close(body, w);
+}
+
+/* Room the packet of `e` can take, framing included: a bound, so the packet
+ * is then written with no further checks. */
+static size_t event_bound(const struct intern_batch *batch, const struct enc_event *e) {
+    enum { FIELD = PB_TAG_MAX + PB_VARINT_MAX, NEST = PB_TAG_MAX + 1 + PB_NEST_SLACK };
+    size_t n = 2 * NEST + 6 * FIELD; /* Trace.packet, track_event, the scalars */
+    if (batch->nnames || batch->nstrs) n += NEST;
+    for (size_t i = 0; i < batch->nnames; i++) n += NEST + 2 * FIELD + strlen(batch->names[i].name);
+    for (size_t i = 0; i < batch->nstrs; i++) n += NEST + 2 * FIELD + batch->strs[i].str.len;
+    for (size_t i = 0; i < e->nanns; i++) n += annotation_bound(e->anns[i]);
+    n += (e->nflows + e->nterminating) * (PB_TAG_MAX + 8);
+    n += (2 * e->ncounters + 1) * FIELD;
+    return n;
 }
 
 /* Writes one TrackEvent packet, encoded by hand (pb_encode.h): this is the
  * recorder's hottest path. Pending interned entries ride along. */
 void enc_emit(struct enc_process *p, const struct enc_event *e) {
-    size_t packet;
-    struct buf *b = trace_file_packet_begin(p->enc->tf, &packet);
-    pb_uint(b, F_PKT_TIMESTAMP, e->ts);
-    pb_uint(b, F_PKT_SEQ_ID, p->seq_id);
-    pb_uint(b, F_PKT_SEQ_FLAGS, ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE);
     struct intern_batch *batch = &p->ext->batch;
+    struct trace_file *tf = p->enc->tf;
+    uint8_t *packet = pb_open(trace_file_packet_room(tf, event_bound(batch, e)), 1); /* Trace.packet */
+    uint8_t *w = pb_uint(packet, F_PKT_TIMESTAMP, e->ts);
+    w = pb_uint(w, F_PKT_SEQ_ID, p->seq_id);
+    w = pb_uint(w, F_PKT_SEQ_FLAGS, ASTRACE__PB__SEQUENCE_FLAGS__SEQ_NEEDS_INCREMENTAL_STATE);
     if (batch->nnames || batch->nstrs) { /* InternedData: event_names, debug_annotation_string_values */
-        size_t idata = pb_begin(b, F_PKT_INTERNED);
+        uint8_t *idata = pb_open(w, F_PKT_INTERNED);
+        w = idata;
         for (size_t i = 0; i < batch->nnames; i++) {
-            size_t en = pb_begin(b, F_INTERNED_EVENT_NAMES);
-            pb_uint(b, F_INTERNED_ENTRY_IID, batch->names[i].iid);
-            pb_bytes(b, F_INTERNED_ENTRY_TEXT, batch->names[i].name, strlen(batch->names[i].name));
-            pb_end(b, en);
+            uint8_t *en = pb_open(w, F_INTERNED_EVENT_NAMES);
+            w = pb_uint(en, F_INTERNED_ENTRY_IID, batch->names[i].iid);
+            w = pb_bytes(w, F_INTERNED_ENTRY_TEXT, batch->names[i].name, strlen(batch->names[i].name));
+            w = pb_close(en, w);
         }
         for (size_t i = 0; i < batch->nstrs; i++) {
-            size_t is = pb_begin(b, F_INTERNED_STRINGS);
-            pb_uint(b, F_INTERNED_ENTRY_IID, batch->strs[i].iid);
-            pb_bytes(b, F_INTERNED_ENTRY_TEXT, batch->strs[i].str.data, batch->strs[i].str.len);
-            pb_end(b, is);
+            uint8_t *is = pb_open(w, F_INTERNED_STRINGS);
+            w = pb_uint(is, F_INTERNED_ENTRY_IID, batch->strs[i].iid);
+            w = pb_bytes(w, F_INTERNED_ENTRY_TEXT, batch->strs[i].str.data, batch->strs[i].str.len);
+            w = pb_close(is, w);
         }
-        pb_end(b, idata);
+        w = pb_close(idata, w);
         clear_batch(p);
     }
-    size_t ev = pb_begin(b, F_PKT_TRACK_EVENT);
-    pb_uint(b, F_EV_TYPE, (uint64_t)e->type);
-    pb_uint(b, F_EV_TRACK_UUID, e->track);
-    if (e->name_iid) pb_uint(b, F_EV_NAME_IID, e->name_iid);
-    for (size_t i = 0; i < e->nanns; i++) encode_annotation(b, e->anns[i]);
-    for (size_t i = 0; i < e->nflows; i++) pb_fixed64(b, F_EV_FLOW_IDS, e->flows[i]);
-    for (size_t i = 0; i < e->nterminating; i++) pb_fixed64(b, F_EV_TERMINATING_FLOW_IDS, e->terminating_flows[i]);
-    if (e->has_counter_value) pb_uint(b, F_EV_COUNTER_VALUE, (uint64_t)e->counter_value);
-    for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_TRACKS, e->counter_tracks[i]);
-    for (size_t i = 0; i < e->ncounters; i++) pb_uint(b, F_EV_EXTRA_COUNTER_VALUES, (uint64_t)e->counter_values[i]);
-    pb_end(b, ev);
-    trace_file_packet_end(p->enc->tf, packet);
+    uint8_t *ev = pb_open(w, F_PKT_TRACK_EVENT);
+    w = pb_uint(ev, F_EV_TYPE, (uint64_t)e->type);
+    w = pb_uint(w, F_EV_TRACK_UUID, e->track);
+    if (e->name_iid) w = pb_uint(w, F_EV_NAME_IID, e->name_iid);
+    for (size_t i = 0; i < e->nanns; i++) w = encode_annotation(w, e->anns[i]);
+    for (size_t i = 0; i < e->nflows; i++) w = pb_fixed64(w, F_EV_FLOW_IDS, e->flows[i]);
+    for (size_t i = 0; i < e->nterminating; i++) w = pb_fixed64(w, F_EV_TERMINATING_FLOW_IDS, e->terminating_flows[i]);
+    if (e->has_counter_value) w = pb_uint(w, F_EV_COUNTER_VALUE, (uint64_t)e->counter_value);
+    for (size_t i = 0; i < e->ncounters; i++) w = pb_uint(w, F_EV_EXTRA_COUNTER_TRACKS, e->counter_tracks[i]);
+    for (size_t i = 0; i < e->ncounters; i++) w = pb_uint(w, F_EV_EXTRA_COUNTER_VALUES, (uint64_t)e->counter_values[i]);
+    w = pb_close(ev, w);
+    size_t packet_len = (size_t)(w - packet);
+    trace_file_packet_done(tf, pb_close(packet, w), packet_len);
     p->enc->events++;
     if (e->ts > p->last_ts) p->last_ts = e->ts;
     if (e->ts > p->enc->last_ts) p->enc->last_ts = e->ts;

@@ -1,80 +1,85 @@
 /* A minimal protobuf wire encoder for the packets the recorder writes by the
- * million (TrackEvent slices): appending tags, varints, fixed64s and
- * length-delimited fields straight into a buffer costs a fraction of
- * building protobuf-c structs and packing them. Field numbers are the ones in
+ * million (TrackEvent slices): tags, varints, fixed64s and length-delimited
+ * fields written straight into memory, a fraction of the cost of building
+ * protobuf-c structs and packing them. Field numbers are the ones in
  * proto/astrace_perfetto.proto; everything written here is decoded by the
- * protobuf-c reader in the tests, so a mistake shows up as a failing test. */
+ * protobuf-c reader in the tests, so a mistake shows up as a failing test.
+ *
+ * The writer is a bare cursor: the caller reserves room for the whole packet
+ * once (an upper bound: PB_TAG_MAX + PB_VARINT_MAX per scalar field, plus
+ * PB_NEST_SLACK per nested message), then each call writes at the cursor and
+ * returns the advanced one. Keeping the cursor in a local variable, instead
+ * of a length field behind a pointer that every byte store may alias, is what
+ * makes this fast. */
 #ifndef ASTRACE_PB_ENCODE_H
 #define ASTRACE_PB_ENCODE_H
 
 #include <stdint.h>
 #include <string.h>
 
-#include "common/util.h"
-
 enum { PB_VARINT = 0, PB_FIXED64 = 1, PB_LEN = 2 };
 
-static inline void pb_reserve(struct buf *b, size_t n) {
-    if (b->len + n > b->cap) buf_reserve(b, n);
-}
+#define PB_VARINT_MAX 10
+#define PB_TAG_MAX 5 /* field numbers below 2^28 */
+/* A nested message's length is reserved as one byte; a body of 128 bytes or
+ * more moves right by up to this many to make room for a longer one. */
+#define PB_NEST_SLACK 9
 
-static inline void pb_varint(struct buf *b, uint64_t v) {
-    pb_reserve(b, 10);
-    uint8_t *out = b->data + b->len;
+static inline uint8_t *pb_varint(uint8_t *w, uint64_t v) {
     while (v >= 0x80) {
-        *out++ = (uint8_t)(v | 0x80);
+        *w++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    *out++ = (uint8_t)v;
-    b->len = (size_t)(out - b->data);
+    *w++ = (uint8_t)v;
+    return w;
 }
 
-static inline void pb_tag(struct buf *b, uint32_t field, int wire) {
-    pb_varint(b, ((uint64_t)field << 3) | (uint64_t)wire);
+static inline uint8_t *pb_tag(uint8_t *w, uint32_t field, int wire) {
+    return pb_varint(w, ((uint64_t)field << 3) | (uint64_t)wire);
 }
 
-static inline void pb_uint(struct buf *b, uint32_t field, uint64_t v) {
-    pb_tag(b, field, PB_VARINT);
-    pb_varint(b, v);
+static inline uint8_t *pb_uint(uint8_t *w, uint32_t field, uint64_t v) {
+    return pb_varint(pb_tag(w, field, PB_VARINT), v);
 }
 
-static inline void pb_fixed64(struct buf *b, uint32_t field, uint64_t v) {
-    pb_tag(b, field, PB_FIXED64);
-    pb_reserve(b, 8);
-    for (int i = 0; i < 8; i++) b->data[b->len++] = (uint8_t)(v >> (8 * i));
+static inline uint8_t *pb_fixed64(uint8_t *w, uint32_t field, uint64_t v) {
+    w = pb_tag(w, field, PB_FIXED64);
+    for (int i = 0; i < 8; i++) *w++ = (uint8_t)(v >> (8 * i));
+    return w;
 }
 
-static inline void pb_double(struct buf *b, uint32_t field, double d) {
+static inline uint8_t *pb_double(uint8_t *w, uint32_t field, double d) {
     uint64_t v;
     memcpy(&v, &d, sizeof v);
-    pb_fixed64(b, field, v);
+    return pb_fixed64(w, field, v);
 }
 
-static inline void pb_bytes(struct buf *b, uint32_t field, const void *p, size_t n) {
-    pb_tag(b, field, PB_LEN);
-    pb_varint(b, n);
-    buf_append(b, p, n);
+static inline uint8_t *pb_bytes(uint8_t *w, uint32_t field, const void *p, size_t n) {
+    w = pb_varint(pb_tag(w, field, PB_LEN), n);
+    memcpy(w, p, n);
+    return w + n;
 }
 
-/* Nested messages: reserve a one-byte length, fill the body, then fix the
- * length up (moving the body when it needs more bytes). */
-static inline size_t pb_begin(struct buf *b, uint32_t field) {
-    pb_tag(b, field, PB_LEN);
-    pb_reserve(b, 1);
-    b->data[b->len++] = 0;
-    return b->len;
+/* Nested messages: pb_open() writes the tag and a one-byte length and
+ * returns where the body starts; pb_close(body, end) sets the length and
+ * returns the end of the message (moved when the length needs more bytes). */
+static inline uint8_t *pb_open(uint8_t *w, uint32_t field) {
+    w = pb_tag(w, field, PB_LEN);
+    *w++ = 0;
+    return w;
 }
 
-static inline void pb_end(struct buf *b, size_t start) {
-    size_t n = b->len - start;
-    uint8_t len[10];
-    size_t ll = varint_put(len, n);
-    if (ll > 1) {
-        buf_reserve(b, ll - 1);
-        memmove(b->data + start + ll - 1, b->data + start, n);
-        b->len += ll - 1;
+static inline uint8_t *pb_close(uint8_t *body, uint8_t *end) {
+    size_t n = (size_t)(end - body);
+    if (n < 0x80) {
+        body[-1] = (uint8_t)n;
+        return end;
     }
-    memcpy(b->data + start - 1, len, ll);
+    uint8_t len[PB_VARINT_MAX];
+    size_t ll = (size_t)(pb_varint(len, n) - len);
+    memmove(body + ll - 1, body, n);
+    memcpy(body - 1, len, ll);
+    return end + ll - 1;
 }
 
 #endif

@@ -9,8 +9,6 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "writer/pb_encode.h"
-
 int trace_compression_parse(const char *s, enum trace_compression *out) {
     if (!strcmp(s, "zstd"))
         *out = TRACE_COMPRESS_ZSTD;
@@ -157,14 +155,9 @@ void trace_file_write(struct trace_file *tf, const Astrace__Pb__TracePacket *p) 
     if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
 }
 
-struct buf *trace_file_packet_begin(struct trace_file *tf, size_t *start) {
-    *start = pb_begin(&tf->pending, 1); /* Trace.packet */
-    return &tf->pending;
-}
-
-void trace_file_packet_end(struct trace_file *tf, size_t start) {
-    tf->bytes_in += tf->pending.len - start;
-    pb_end(&tf->pending, start);
+void trace_file_packet_done(struct trace_file *tf, uint8_t *end, size_t packet_len) {
+    tf->pending.len = (size_t)(end - tf->pending.data);
+    tf->bytes_in += packet_len;
     tf->packets++;
     if (tf->pending.len >= TRACE_BUNDLE_INPUT) trace_file_flush(tf);
 }

@@ -46,11 +46,15 @@ int trace_file_open(struct trace_file *tf, const char *path, enum trace_compress
 void trace_file_write_plain(struct trace_file *tf, const Astrace__Pb__TracePacket *p);
 /* Adds a packet to the current bundle. */
 void trace_file_write(struct trace_file *tf, const Astrace__Pb__TracePacket *p);
-/* A hand-encoded packet, written in place: append its fields (pb_encode.h)
- * to the buffer trace_file_packet_begin() returns, then close it with
- * trace_file_packet_end(tf, *start). No copy, no separate framing. */
-struct buf *trace_file_packet_begin(struct trace_file *tf, size_t *start);
-void trace_file_packet_end(struct trace_file *tf, size_t start);
+/* A hand-encoded packet, written in place (pb_encode.h): reserve room for the
+ * whole framed packet, write it at the cursor trace_file_packet_room()
+ * returns (Trace.packet's tag and length included), then hand back the end
+ * and the packet's own length. No copy, no separate framing. */
+static inline uint8_t *trace_file_packet_room(struct trace_file *tf, size_t bound) {
+    buf_reserve(&tf->pending, bound);
+    return tf->pending.data + tf->pending.len;
+}
+void trace_file_packet_done(struct trace_file *tf, uint8_t *end, size_t packet_len);
 void trace_file_flush(struct trace_file *tf);
 /* Flushes and closes; returns 0, or -1 if any write failed. */
 int trace_file_close(struct trace_file *tf);
