@@ -77,11 +77,11 @@ static int64_t ready_length(const struct call *c) {
 }
 
 static PyObject *call_run_once(MethodHook *self, const struct call *c) {
-    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now_ns(), ready_length(c));
+    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now(), ready_length(c));
     rt_tls.loop_depth++;
     PyObject *res = call_original(self, c);
     rt_tls.loop_depth--;
-    rt_emit(ASTRACE_REC_LOOP_END, 0, rt_now_ns(), res == NULL);
+    rt_emit(ASTRACE_REC_LOOP_END, 0, rt_now(), res == NULL);
     return res;
 }
 
@@ -105,11 +105,11 @@ static int64_t timeout_ns(const struct call *c) {
 static PyObject *call_select(MethodHook *self, const struct call *c) {
     /* Only the selector call made by a loop iteration is the loop's poll. */
     if (rt_tls.loop_depth <= 0) return call_original(self, c);
-    rt_emit(ASTRACE_REC_POLL_BEGIN, 0, rt_now_ns(), timeout_ns(c));
+    rt_emit(ASTRACE_REC_POLL_BEGIN, 0, rt_now(), timeout_ns(c));
     PyObject *res = call_original(self, c);
     int64_t n = -1;
     if (res && PyList_Check(res)) n = PyList_Size(res);
-    rt_emit(ASTRACE_REC_POLL_END, 0, rt_now_ns(), n);
+    rt_emit(ASTRACE_REC_POLL_END, 0, rt_now(), n);
     return res;
 }
 
@@ -134,7 +134,7 @@ static int64_t handle_lag(PyObject *handle, uint64_t now, int *is_timer) {
         *is_timer = 1;
         return lag > 0 ? lag : 0; /* asyncio runs timers up to a clock tick early */
     }
-    return made && now >= made ? (int64_t)(now - made) : -1;
+    return made && now >= made ? rt_clock_to_ns((int64_t)(now - made)) : -1;
 }
 
 static void write_callback_begin(uint32_t name, uint64_t ts, PyObject *task, int64_t lag) {
@@ -165,7 +165,7 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
             if (kind == RT_CB_TASK_STEP) task = rt_task_step_begin(cb);
             Py_DECREF(cb);
         }
-        uint64_t now = rt_now_ns();
+        uint64_t now = rt_now();
         int is_timer = 0;
         int64_t lag = arg(c, 0) ? handle_lag(arg(c, 0), now, &is_timer) : -1;
         write_callback_begin(name, now, task, lag);
@@ -179,13 +179,13 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
     if (task) /* one record ends the step and its callback; restores current_task */
         rt_task_step_end(task, previous_task, res ? 1 : 2);
     else
-        rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now_ns(), res == NULL);
+        rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now(), res == NULL);
     return res;
 }
 
 /* BaseEventLoop.create_task: report the task it returns. */
 static PyObject *call_create_task(MethodHook *self, const struct call *c) {
-    uint64_t start = rt_now_ns(); /* an eager task's first step starts in here */
+    uint64_t start = rt_now(); /* an eager task's first step starts in here */
     PyObject *res = call_original(self, c);
     if (res) {
         PyObject *type, *value, *tb;

@@ -223,7 +223,7 @@ static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
         PyErr_Clear();
         n = -1;
     }
-    rt_write(start ? ASTRACE_REC_GC_BEGIN : ASTRACE_REC_GC_END, 0, rt_now_ns(), n);
+    rt_write(start ? ASTRACE_REC_GC_BEGIN : ASTRACE_REC_GC_END, 0, rt_now(), n);
     Py_RETURN_NONE;
 }
 

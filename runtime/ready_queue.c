@@ -123,7 +123,12 @@ static PyObject *queue_append(PyObject *self, PyObject *item) {
         PyObject *args[2] = {self, item};
         res = PyObject_Vectorcall(deque_append, args, 2, NULL);
     }
-    if (res) ready_queue_appended(self, item, rt_now_ns() - (uint64_t)rt_tls.current_lag);
+    if (res) {
+        /* Queued by a late timer's callback: ready since the timer fell due. */
+        uint64_t made = rt_now();
+        if (rt_tls.current_lag) made -= (uint64_t)rt_ns_to_clock(rt_tls.current_lag);
+        ready_queue_appended(self, item, made);
+    }
     return res;
 }
 

@@ -4,6 +4,7 @@
  *   segment.c  creates this process's shared-memory segment, hands each
  *              thread a ring, owns the string table, survives fork().
  *   emit.h     the hot path: write one record into the calling thread's ring.
+ *   clock.c    the records' timestamps: TSC ticks or BOOTTIME ns.
  *   hooks_loop.c  wraps asyncio's loop iteration, selector and Handle._run.
  *   names.c    turns a callback object into a cached string-table id.
  *   tasks.c    task creation, steps and what a suspended task awaits.
@@ -30,6 +31,7 @@
 #include <signal.h>
 
 #include "astrace/ring.h"
+#include "clock.h"
 
 struct rt_config {
     const char *session_dir;
@@ -98,7 +100,7 @@ int rt_tasks_init(void *task_types /* tuple of task classes */, void *stdlib_pre
                   long hexversion, void *code_type /* types.CodeType */);
 int rt_is_task(void *obj);
 /* After create_task(coro, ...) returned `task`; coro may be NULL. */
-void rt_task_created(void *task, void *coro, uint64_t call_start_ns);
+void rt_task_created(void *task, void *coro, uint64_t call_start /* rt_now() */);
 void *rt_task_step_begin(void *callback); /* the task a step callback runs, new ref; NULL if none */
 /* Consumes the task reference. `callback_end`: the step's callback ended
  * with it (1, or 2 if it raised): the record says so, and the caller writes
@@ -111,12 +113,6 @@ static inline uint32_t rt_hash(uint64_t x) {
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;
     return (uint32_t)x;
-}
-
-static inline uint64_t rt_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 #endif

@@ -76,7 +76,7 @@ static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     uint64_t entry = 0;
     int truncated = 0;
     volatile int npy = -1, nnative = 0;
-    uint64_t ts = rt_now_ns();
+    uint64_t ts = rt_now();
 
     t->in_sample = 1;
     atomic_fetch_add_explicit(&threads_sampling, 1, memory_order_acq_rel);

@@ -108,6 +108,7 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
     }
     h->start_boottime_ns = clock_ns(CLOCK_BOOTTIME);
     h->start_realtime_ns = clock_ns(CLOCK_REALTIME);
+    if (rt_clock_tsc) h->flags |= ASTRACE_SEG_TSC;
     if (like) {
         h->flags |= ASTRACE_SEG_FORKED;
         h->python_hexversion = like->python_hexversion;
@@ -187,6 +188,7 @@ int rt_segment_start(const struct rt_config *c, const char *python_version, int3
         return -1;
     }
     cfg = *c;
+    rt_clock_init();
     snprintf(session_dir, sizeof session_dir, "%s", c->session_dir);
     cfg.session_dir = session_dir;
     pthread_once(&key_once, make_key);
@@ -257,7 +259,7 @@ void rt_thread_set_name(const char *name) {
     rec->type = ASTRACE_REC_THREAD_NAME;
     rec->size = sizeof *rec;
     rec->str0 = id;
-    rec->ts = rt_now_ns();
+    rec->ts = rt_now();
     astrace_ring_commit(&rt_tls.ring, next);
 }
 

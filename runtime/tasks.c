@@ -422,7 +422,7 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
 }
 
 static void emit_create(PyObject *task, uint32_t location, int discovered) {
-    emit_create_at(task, NULL, location, discovered ? ASTRACE_TASK_DISCOVERED : 0, rt_now_ns());
+    emit_create_at(task, NULL, location, discovered ? ASTRACE_TASK_DISCOVERED : 0, rt_now());
 }
 
 /* A name set after creation (asyncio.create_task(name=...) in 3.11 does
@@ -440,7 +440,7 @@ static void check_rename(PyObject *task, struct known_task *k) {
         struct astrace_rec_task_create rec;
         memset(&rec, 0, sizeof rec);
         rec.h.type = ASTRACE_REC_TASK_RENAME;
-        rec.h.ts = rt_now_ns();
+        rec.h.ts = rt_now();
         rec.task = (uint64_t)(uintptr_t)task;
         Py_ssize_t name_len;
         const char *name = set_name_fields(&rec, pyname, &name_len);
@@ -461,19 +461,19 @@ static int ran_eagerly(PyObject *task, PyObject *coro) {
     return started;
 }
 
-void rt_task_created(void *task, void *coro_arg, uint64_t call_start_ns) {
+void rt_task_created(void *task, void *coro_arg, uint64_t call_start) {
     PyObject *coro = coro_arg;
     if (!task || !rt_ready() || !rt_is_task(task)) return;
     known_check_generation();
     if (ran_eagerly(task, coro)) {
         /* Its first step ran inside create_task: report it as created at the
          * call and running since, then the step's end like any other. */
-        emit_create_at(task, coro, caller_location(), ASTRACE_TASK_EAGER, call_start_ns);
+        emit_create_at(task, coro, caller_location(), ASTRACE_TASK_EAGER, call_start);
         Py_INCREF((PyObject *)task);
         rt_task_step_end(task, rt_tls.current_task, 0);
         return;
     }
-    emit_create_at(task, coro, caller_location(), 0, rt_now_ns());
+    emit_create_at(task, coro, caller_location(), 0, rt_now());
 }
 
 void *rt_task_step_begin(void *callback) {
@@ -614,7 +614,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
 
 void rt_task_step_end(void *task_obj, void *previous_task, int callback_end) {
     PyObject *task = task_obj;
-    uint64_t ts = rt_now_ns(); /* the step's end, before describing it */
+    uint64_t ts = rt_now(); /* the step's end, before describing it */
     rt_tls.current_task = previous_task;
     if (!rt_ready()) {
         Py_DECREF(task);

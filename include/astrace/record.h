@@ -37,7 +37,7 @@ struct astrace_rec_hdr {
     uint16_t type; /* enum astrace_rec_type */
     uint16_t size; /* bytes, including this header; multiple of 8 */
     uint32_t str0; /* string-table id, 0 = none */
-    uint64_t ts;   /* CLOCK_BOOTTIME ns */
+    uint64_t ts;   /* CLOCK_BOOTTIME ns, or TSC ticks in a segment flagged ASTRACE_SEG_TSC */
 };
 
 /* Records with one 64-bit argument. */

@@ -58,8 +58,9 @@ static inline void astrace_ring_commit(struct astrace_ring *r, uint64_t next_hea
  * it was at the bad record; the caller should stop reading it). */
 typedef void (*astrace_record_fn)(void *ctx, const struct astrace_rec_hdr *rec);
 
-static inline long astrace_ring_drain(struct astrace_ring *r, astrace_record_fn fn, void *ctx, long max_records) {
-    uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+/* The same, up to a head the caller loaded (with acquire) beforehand. */
+static inline long astrace_ring_drain_to(struct astrace_ring *r, uint64_t head, astrace_record_fn fn, void *ctx,
+                                         long max_records) {
     uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
     long n = 0;
     if (head - tail > r->size) return -1;
@@ -86,6 +87,10 @@ static inline long astrace_ring_drain(struct astrace_ring *r, astrace_record_fn 
     }
     atomic_store_explicit(&r->hdr->tail, tail, memory_order_release);
     return n;
+}
+
+static inline long astrace_ring_drain(struct astrace_ring *r, astrace_record_fn fn, void *ctx, long max_records) {
+    return astrace_ring_drain_to(r, atomic_load_explicit(&r->hdr->head, memory_order_acquire), fn, ctx, max_records);
 }
 
 #endif

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define ASTRACE_SHM_MAGIC 0x3147455354534141ULL /* "AASTSEG1" little-endian */
-#define ASTRACE_SHM_VERSION 3u
+#define ASTRACE_SHM_VERSION 4u
 
 #define ASTRACE_THREAD_NAME_MAX 64
 #define ASTRACE_TEXT_MAX 1024
@@ -96,6 +96,7 @@ struct astrace_py_layout {
 
 /* astrace_seg_header.flags */
 #define ASTRACE_SEG_FORKED 1u /* made in a fork child of a traced process */
+#define ASTRACE_SEG_TSC 2u    /* record timestamps are TSC ticks, not BOOTTIME ns (version 4) */
 
 struct astrace_seg_header {
     uint64_t magic;

@@ -392,6 +392,12 @@ int cmd_record(int argc, char **argv) {
         .tasks = tasks,
         .sampler = sampler_desc,
     };
+    /* Records carry TSC timestamps where the kernel keeps time with the TSC
+     * (runtime/clock.h, transport/tsc_map.h); ASTRACE_CLOCK=boottime says
+     * never. */
+    const char *clock_wanted = getenv("ASTRACE_CLOCK");
+    int tsc_clock = (!clock_wanted || !strcmp(clock_wanted, "tsc")) && tsc_map_usable();
+    info.record_clock = tsc_clock ? "tsc" : "boottime";
     encoder_begin_session(&enc, &info);
 
     /* Environment for the command. */
@@ -406,6 +412,7 @@ int cmd_record(int argc, char **argv) {
     setenv("PYTHONPATH", (char *)pp.data, 1);
     buf_free(&pp);
     setenv("ASTRACE_SESSION", sess.dir, 1);
+    setenv("ASTRACE_CLOCK", info.record_clock, 1);
     char rs[32];
     snprintf(rs, sizeof rs, "%llu", (unsigned long long)ring_size);
     setenv("ASTRACE_RING_SIZE", rs, 1);

@@ -32,6 +32,7 @@ struct seg_view {
 
 int session_create(struct session *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
+    tsc_map_init(&s->tsc);
     const char *bases[3] = {getenv("ASTRACE_SHM_DIR"), "/dev/shm", getenv("TMPDIR")};
     for (int i = 0; i < 4; i++) {
         const char *base = i < 3 ? bases[i] : "/tmp";
@@ -191,10 +192,17 @@ struct drain_ctx {
     struct enc_process *proc;
     uint32_t ring;
     struct ring_view *rv;
+    struct session *tsc_session; /* the segment's times are TSC ticks: convert by its map */
 };
 
 static void on_record(void *ctx, const struct astrace_rec_hdr *rec) {
     struct drain_ctx *c = ctx;
+    if (c->tsc_session) { /* the encoder gets the record with its time in BOOTTIME ns */
+        struct astrace_rec_hdr *copy = &c->tsc_session->copy.hdr;
+        memcpy(copy, rec, rec->size);
+        copy->ts = tsc_map_ns(&c->tsc_session->tsc, rec->ts);
+        rec = copy;
+    }
     encoder_record(c->proc, c->ring, c->rv->generation, c->rv->tid, c->rv->name, rec);
 }
 
@@ -211,7 +219,7 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
         uint32_t state = atomic_load_explicit(&rh->state, memory_order_acquire);
         if (state == ASTRACE_RING_FREE || rv->broken) continue;
         /* Head first: records up to it belong to the generation read next. */
-        (void)atomic_load_explicit(&rh->head, memory_order_acquire);
+        uint64_t head = atomic_load_explicit(&rh->head, memory_order_acquire);
         uint32_t gen = atomic_load_explicit(&rh->generation, memory_order_acquire);
         if (gen != rv->generation) {
             rv->generation = gen;
@@ -220,15 +228,18 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
             rv->name[sizeof rv->name - 1] = 0;
         }
         struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
-        struct drain_ctx ctx = {v->proc, i, rv};
-        long n = astrace_ring_drain(&ring, on_record, &ctx, 1L << 30);
         /* Then the same thread's stack samples. */
         struct astrace_ring_header *sh = sample_ring_header(h, i);
+        uint64_t sample_head = sh ? atomic_load_explicit(&sh->head, memory_order_acquire) : 0;
+        int tsc = (h->flags & ASTRACE_SEG_TSC) != 0;
+        if (tsc) tsc_map_mark(&s->tsc); /* after the heads: every record read here is older */
+        struct drain_ctx ctx = {v->proc, i, rv, tsc ? s : NULL};
+        long n = astrace_ring_drain_to(&ring, head, on_record, &ctx, 1L << 30);
         long ns = 0;
         if (sh && n >= 0) {
             struct astrace_ring samples = {sh, (uint8_t *)h + h->sample_data_offset + (uint64_t)i * h->sample_ring_size,
                                            h->sample_ring_size};
-            ns = astrace_ring_drain(&samples, on_record, &ctx, 1L << 30);
+            ns = astrace_ring_drain_to(&samples, sample_head, on_record, &ctx, 1L << 30);
         }
         if (n < 0 || ns < 0) {
             warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost", h->pid,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "transport/tsc_map.h"
 #include "writer/encoder.h"
 
 struct seg_view;
@@ -27,6 +28,11 @@ struct session {
     uint32_t processes;                                         /* segments seen */
     struct buf notes;                                           /* text of <pid>.note files, NUL-terminated */
     int (*exit_status_of)(pid_t pid, char *out, size_t outlen); /* how a reaped pid ended */
+    struct tsc_map tsc;                                         /* for segments with TSC timestamps */
+    union {                                                     /* a TSC-stamped record, converted */
+        struct astrace_rec_hdr hdr;
+        uint8_t bytes[1 << 16];
+    } copy;
 };
 
 /* Creates a private session directory under $ASTRACE_SHM_DIR, /dev/shm or

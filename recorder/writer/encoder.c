@@ -336,8 +336,8 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     char realtime[32], ring[32];
     snprintf(realtime, sizeof realtime, "%llu", (unsigned long long)info->start_realtime_ns);
     snprintf(ring, sizeof ring, "%llu", (unsigned long long)info->ring_size);
-    Astrace__Pb__DebugAnnotation a[10];
-    Astrace__Pb__DebugAnnotation *ap[10];
+    Astrace__Pb__DebugAnnotation a[11];
+    Astrace__Pb__DebugAnnotation *ap[11];
     named_str(&a[0], "astrace_version", ASTRACE_VERSION);
     named_str(&a[1], "command", (char *)cmd.data);
     named_str(&a[2], "compression", info->compression);
@@ -348,7 +348,8 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     named_str(&a[7], "tasks", info->tasks ? "on" : "off");
     named_str(&a[8], "counters", e->counters ? "on" : "off");
     named_uint(&a[9], "slow_callback_ns", e->slow_ns);
-    for (int i = 0; i < 10; i++) ap[i] = &a[i];
+    named_str(&a[10], "record_clock", info->record_clock ? info->record_clock : "boottime");
+    for (int i = 0; i < 11; i++) ap[i] = &a[i];
     Astrace__Pb__TrackEvent ev;
     astrace__pb__track_event__init(&ev);
     ev.has_type = 1;
@@ -356,7 +357,7 @@ void encoder_begin_session(struct encoder *e, const struct enc_session_info *inf
     ev.has_track_uuid = 1;
     ev.track_uuid = e->session_track_uuid;
     ev.name = "astrace: session";
-    ev.n_debug_annotations = 10;
+    ev.n_debug_annotations = 11;
     ev.debug_annotations = ap;
     packet_init(&p, SESSION_SEQ, info->start_boottime_ns ? info->start_boottime_ns : vals[0]);
     p.data_case = ASTRACE__PB__TRACE_PACKET__DATA_TRACK_EVENT;

@@ -66,8 +66,9 @@ struct enc_session_info {
     uint64_t start_realtime_ns;
     uint64_t start_boottime_ns;
     uint64_t ring_size;
-    int tasks;           /* task tracks recorded */
-    const char *sampler; /* "1000 Hz wall", "off", ... */
+    int tasks;                /* task tracks recorded */
+    const char *sampler;      /* "1000 Hz wall", "off", ... */
+    const char *record_clock; /* what the runtime stamps records with: "tsc" or "boottime" */
 };
 
 void encoder_init(struct encoder *e, struct trace_file *tf);

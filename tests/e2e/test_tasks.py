@@ -199,6 +199,46 @@ class TaskTests(AstraceTestCase):
                 loop = t.enclosing(step[0], "loop iteration")
                 self.assertGreaterEqual(loop["dur"], step[0]["dur"])
 
+    def test_timestamps_from_either_clock(self):
+        """Where the kernel keeps time with the TSC the runtime stamps records
+        with it and the recorder converts them to BOOTTIME (runtime/clock.h);
+        ASTRACE_CLOCK=boottime keeps BOOTTIME all the way. Both tell the same
+        story: the 300 ms blocking step, the waiters' overrun sleeps, the lag
+        of their wakeups (one converted from the TSC in the runtime, one
+        carried over from their timer's lag in ns), all inside the session."""
+        try:
+            with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
+                kernel_tsc = f.read().strip() == "tsc" and os.uname().machine in ("x86_64", "i686")
+        except OSError:
+            kernel_tsc = False
+        py = PYTHONS[0]
+        for clock in ("default", "boottime"):
+            with self.subTest(clock=clock):
+                env = {"ASTRACE_CLOCK": "boottime"} if clock == "boottime" else {}
+                rec = self.record([py, self.app("tasks_blocking.py")], env=env)
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                t = rec.trace
+                self.assertWellFormed(t)
+                self.assertEqual(t.session()["record_clock"], "tsc" if kernel_tsc and clock == "default" else "boottime")
+                v = TaskView(t)
+                blocker = v.named("blocker")
+                (long_run,) = [r for r in v.runs(blocker) if r["dur"] >= 295 * MS]
+                self.assertLess(long_run["dur"], 450 * MS)
+                for name in ("blocker", "waiter-1", "waiter-2"):
+                    self.assertTiles(v, v.named(name))
+                for name in ("waiter-1", "waiter-2"):
+                    (aw,) = v.awaits(v.named(name))
+                    self.assertGreaterEqual(aw["dur"], 290 * MS)
+                    self.assertLess(aw["dur"], 450 * MS)
+                    (wake,) = [s for s in t.task_steps() if s["name"] == f"step {name} waiter"][-1:]
+                    # Due at 50 ms, run after the 300 ms block.
+                    self.assertGreater(wake["args"]["lag_ms"], 200)
+                    self.assertLess(wake["args"]["lag_ms"], 400)
+                begin = t.instant("astrace: session")["ts"]
+                end = t.instant("astrace: summary")["ts"]
+                outside = [s for s in t.slices if s["ts"] < begin or s["ts"] + s["dur"] > end]
+                self.assertEqual(outside[:3], [])
+
     def test_lanes_at_scale(self):
         # 40k tasks intern 80k names (each task's label and step), past the
         # writer's 64k interning reset: names after it must still resolve.
