@@ -1,7 +1,8 @@
-/* Implementation of clock.h: the TSC choice and the per-thread calibration
- * of TSC ticks against BOOTTIME ns for durations. */
+/* Implementation of clock.h: the TSC choice and the calibration of TSC
+ * ticks against BOOTTIME ns for durations. */
 #include "clock.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,42 +23,44 @@ int rt_clock_init(void) {
     return rt_clock_tsc;
 }
 
-/* A thread's rate: ns per tick from the start pair to the thread's latest
- * pair, read again once that is REFRESH_TICKS old, or older than the span it
- * closed (so a duration is never converted by a rate measured over a much
- * shorter span than its own: at most twice the reading jitter of error). */
+/* ns per tick (32.32 fixed point), from the start pair to the latest pair,
+ * which is read again once it is REFRESH_TICKS old, or older than the span
+ * it closed (so a duration is never converted by a rate measured over a much
+ * shorter span than its own: at most twice the reading jitter of error).
+ * The TSC runs at one rate for every thread, so the rate is shared; a thread
+ * that reads it while another refreshes it gets the old or the new one. */
 #define REFRESH_TICKS (1ull << 22) /* ~1-2 ms at 2-4 GHz */
 
-static _Thread_local struct {
-    uint64_t tsc;
-    double ns_per_tick;
-} cal;
+static _Atomic uint64_t rate_tsc, rate_fixed; /* when it was measured; the rate */
 
-static double ns_per_tick(void) {
+static uint64_t ns_per_tick_fixed(uint64_t now) {
 #if RT_HAVE_TSC
-    uint64_t age = __rdtsc() - cal.tsc;
-    if (!cal.ns_per_tick || age >= REFRESH_TICKS || age > cal.tsc - start_tsc) {
+    uint64_t at = atomic_load_explicit(&rate_tsc, memory_order_relaxed);
+    uint64_t rate = atomic_load_explicit(&rate_fixed, memory_order_relaxed);
+    if (!rate || now - at >= REFRESH_TICKS || now - at > at - start_tsc) {
         uint64_t ns = rt_boottime_ns();
         uint64_t tsc = __rdtsc();
         if (tsc > start_tsc && ns > start_ns) {
-            cal.tsc = tsc;
-            cal.ns_per_tick = (double)(ns - start_ns) / (double)(tsc - start_tsc);
+            rate = (uint64_t)((double)(ns - start_ns) / (double)(tsc - start_tsc) * 4294967296.0);
+            atomic_store_explicit(&rate_fixed, rate, memory_order_relaxed);
+            atomic_store_explicit(&rate_tsc, tsc, memory_order_relaxed);
         }
     }
-    return cal.ns_per_tick;
+    return rate;
 #else
-    return 1.0;
+    (void)now;
+    return 1ull << 32;
 #endif
 }
 
-int64_t rt_clock_to_ns(int64_t ticks) {
+int64_t rt_clock_to_ns(int64_t ticks, uint64_t now) {
     if (!rt_clock_tsc) return ticks;
-    double r = ns_per_tick();
-    return r > 0 ? (int64_t)((double)ticks * r) : -1;
+    uint64_t r = ns_per_tick_fixed(now);
+    return r ? (int64_t)(((__int128)ticks * r) >> 32) : -1;
 }
 
-int64_t rt_ns_to_clock(int64_t ns) {
+int64_t rt_ns_to_clock(int64_t ns, uint64_t now) {
     if (!rt_clock_tsc) return ns;
-    double r = ns_per_tick();
-    return r > 0 ? (int64_t)((double)ns / r) : 0;
+    uint64_t r = ns_per_tick_fixed(now);
+    return r ? (int64_t)(((__int128)ns << 32) / r) : 0;
 }

@@ -15,8 +15,8 @@
  * timestamps are BOOTTIME ns as before.
  *
  * Durations the runtime computes itself (loop lag: now minus when a callback
- * became ready) are converted here, by a rate each thread calibrates against
- * BOOTTIME as it runs (a clock read every couple of milliseconds at most).
+ * became ready) are converted here, by a rate calibrated against BOOTTIME as
+ * the program runs (a clock read every couple of milliseconds at most).
  */
 #ifndef ASTRACE_RT_CLOCK_H
 #define ASTRACE_RT_CLOCK_H
@@ -50,8 +50,9 @@ static inline uint64_t rt_now(void) {
     return rt_boottime_ns();
 }
 
-/* A duration between two rt_now() values, in ns; and back. */
-int64_t rt_clock_to_ns(int64_t ticks);
-int64_t rt_ns_to_clock(int64_t ns);
+/* A duration between two rt_now() values, in ns; and back. `now` is a
+ * recent rt_now() value (the calibration's age is told by it). */
+int64_t rt_clock_to_ns(int64_t ticks, uint64_t now);
+int64_t rt_ns_to_clock(int64_t ns, uint64_t now);
 
 #endif

@@ -134,7 +134,7 @@ static int64_t handle_lag(PyObject *handle, uint64_t now, int *is_timer) {
         *is_timer = 1;
         return lag > 0 ? lag : 0; /* asyncio runs timers up to a clock tick early */
     }
-    return made && now >= made ? rt_clock_to_ns((int64_t)(now - made)) : -1;
+    return made && now >= made ? rt_clock_to_ns((int64_t)(now - made), now) : -1;
 }
 
 static void write_callback_begin(uint32_t name, uint64_t ts, PyObject *task, int64_t lag) {

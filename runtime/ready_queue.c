@@ -126,7 +126,7 @@ static PyObject *queue_append(PyObject *self, PyObject *item) {
     if (res) {
         /* Queued by a late timer's callback: ready since the timer fell due. */
         uint64_t made = rt_now();
-        if (rt_tls.current_lag) made -= (uint64_t)rt_ns_to_clock(rt_tls.current_lag);
+        if (rt_tls.current_lag) made -= (uint64_t)rt_ns_to_clock(rt_tls.current_lag, made);
         ready_queue_appended(self, item, made);
     }
     return res;
