@@ -34,8 +34,11 @@
 /* Exported by every CPython since 3.9, outside the limited API's headers. */
 PyAPI_FUNC(PyFrameObject *) PyFrame_GetBack(PyFrameObject *frame);
 
-static PyObject *task_types; /* tuple */
-static int python_minor;     /* 11 for 3.11 ... */
+static PyObject *task_types; /* tuple, holding the classes below */
+#define TASK_CLASSES_MAX 4
+static PyTypeObject *task_classes[TASK_CLASSES_MAX]; /* the types in task_types, for rt_is_task */
+static int ntask_classes;
+static int python_minor; /* 11 for 3.11 ... */
 static PyObject *getattr_or_null(PyObject *o, PyObject *name);
 static PyObject *s_qualname, *s_pending, *s_cancelled, *s_finished;
 /* Attributes and methods read per step (fast_attr.h). */
@@ -153,6 +156,11 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
     Py_XDECREF(task_types);
     task_types = types;
     Py_INCREF(task_types);
+    ntask_classes = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_Size(task_types) && ntask_classes < TASK_CLASSES_MAX; i++) {
+        PyObject *t = PyTuple_GetItem(task_types, i);
+        if (PyType_Check(t)) task_classes[ntask_classes++] = (PyTypeObject *)t;
+    }
     if (code_info_init(prefixes) != 0) return -1;
     s_qualname = intern("__qualname__");
     python_minor = (int)((hexversion >> 16) & 0xff);
@@ -176,18 +184,14 @@ int rt_tasks_init(void *types, void *prefixes, long hexversion, void *code_type)
 }
 
 int rt_is_task(void *obj) {
-    if (!task_types) return 0;
     PyTypeObject *tp = Py_TYPE((PyObject *)obj);
-    Py_ssize_t n = PyTuple_Size(task_types);
     /* The task classes themselves first, then subclasses. (Task classes are
      * plain classes, so a subtype check is isinstance() without its
      * __instancecheck__ lookup.) */
-    for (Py_ssize_t i = 0; i < n; i++)
-        if ((PyObject *)tp == PyTuple_GetItem(task_types, i)) return 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = PyTuple_GetItem(task_types, i);
-        if (PyType_Check(t) && PyType_IsSubtype(tp, (PyTypeObject *)t)) return 1;
-    }
+    for (int i = 0; i < ntask_classes; i++)
+        if (tp == task_classes[i]) return 1;
+    for (int i = 0; i < ntask_classes; i++)
+        if (PyType_IsSubtype(tp, task_classes[i])) return 1;
     return 0;
 }
 
