@@ -19,14 +19,19 @@ and stops the server with SIGINT (sent to astrace for traced runs, which
 forwards it), waiting for the server to exit and astrace to finish the trace.
 It reports, per path, the medians over the runs of wrk's Requests/sec and its
 p50/p99 latency, untraced and traced, the ratio traced/untraced of the req/s
-medians (1.0 = no cost; 0.8 = tracing costs 20% of the throughput), and from
+medians (1.0 = no cost; 0.8 = tracing costs 20% of the throughput) and the
+median of each pair's ratio (a traced run against the untraced run before
+it, which shares its moment's machine speed), and from
 astrace's --stats-json: events (records), events dropped, trace size.
 
 It also reads CPU time from /proc around the load: the server's (the Python
 process) and, traced, the recorder's (astrace itself), each per completed
-request. When wrk, the server and the recorder saturate the machine's cores,
-throughput is set by the CPU all of them spend per request, so these two say
-where a traced run's lost requests went.
+request; and the server's run delay (/proc/PID/schedstat: time its main
+thread was runnable but waited for a CPU) as a share of the load. On this
+2-core machine the server waits well under 1% of the time, traced or not: it
+keeps a core to itself, wrk and the recorder share the other, so its
+throughput is set by its own CPU per request. That is what the hooks must
+not grow; the recorder's CPU comes out of wrk's share.
 
 The server and wrk share the machine's cores, so absolute req/s depend on the
 machine; only the ratio is meant to be compared.
@@ -167,12 +172,13 @@ class RunResult:
         self.trace_file_bytes: int | None = None
         self.server_cpu_us_per_req: float | None = None    # the Python server, during the load
         self.recorder_cpu_us_per_req: float | None = None  # astrace, during the load (traced)
+        self.server_wait_share: float | None = None        # server runnable but not running / load time
 
     def to_json(self) -> dict:
         d = {"kind": self.kind, "path": self.path, "ok": self.ok, "error": self.error,
              "port": self.port, "ready_s": self.ready_s, "stop_s": self.stop_s,
              "returncode": self.returncode, "wrk": self.wrk,
-             "server_cpu_us_per_req": self.server_cpu_us_per_req}
+             "server_cpu_us_per_req": self.server_cpu_us_per_req, "server_wait_share": self.server_wait_share}
         if self.kind == "traced":
             d["recorder_cpu_us_per_req"] = self.recorder_cpu_us_per_req
             d["stats"] = self.stats
@@ -256,6 +262,16 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def run_delay_seconds(pid: int) -> float | None:
+    """Time the process's main thread has spent runnable but waiting for a CPU
+    (/proc/PID/schedstat's run delay), or None."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def python_server_pid(top: subprocess.Popen, traced: bool) -> int | None:
     """The server's Python process: the command itself, or astrace's child."""
     if not traced:
@@ -330,6 +346,8 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                             f"-d{duration:g}s", "--latency", url]
                     server_pid = python_server_pid(server.proc, kind == "traced")
                     cpu_before = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
+                    wait_before = run_delay_seconds(server_pid) if server_pid else None
+                    load_start = time.monotonic()
                     try:
                         w = subprocess.run(wcmd, capture_output=True, text=True, errors="replace",
                                            stdin=subprocess.DEVNULL,
@@ -338,6 +356,9 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                         why = f"wrk did not finish within {duration + args.wrk_grace:g}s"
                     else:
                         cpu_after = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
+                        wait_after = run_delay_seconds(server_pid) if server_pid else None
+                        if wait_before is not None and wait_after is not None:
+                            r.server_wait_share = (wait_after - wait_before) / (time.monotonic() - load_start)
                         r.wrk_out = w.stdout + w.stderr
                         r.wrk = parse_wrk(w.stdout)
                         done = r.wrk["requests"]
@@ -462,11 +483,16 @@ def bench_path(path, args, env, tmp) -> dict:
             s[f"{name}_{k}"] = median([r.wrk[k] for r in group])
         s[f"{name}_stop_s"] = median([r.stop_s for r in group])
     s["ratio_requests_per_s"] = ratio(s["traced_requests_per_s"], s["untraced_requests_per_s"])
+    # Each traced run against the untraced run just before it.
+    pairs = [ratio(b.wrk["requests_per_s"], a.wrk["requests_per_s"])
+             for a, b in zip(runs, runs[1:]) if a.kind == "untraced" and b.kind == "traced" and a.ok and b.ok]
+    s["median_pair_ratio"] = median([x for x in pairs if x is not None])
     for k in STATS_KEYS:
         s[k] = median([r.stats[k] for r in trc])
     s["events_per_request"] = median([ratio(r.stats["records"], r.wrk["requests"]) for r in trc])
     for name, group in (("untraced", unt), ("traced", trc)):
         s[f"{name}_server_cpu_us_per_req"] = median([r.server_cpu_us_per_req for r in group])
+        s[f"{name}_server_wait_share"] = median([r.server_wait_share for r in group])
     s["recorder_cpu_us_per_req"] = median([r.recorder_cpu_us_per_req for r in trc])
     s["events_dropped_max"] = max((r.stats["events_dropped"] for r in trc), default=None)
     s["untraced_runs"], s["traced_runs"] = len(unt), len(trc)
@@ -492,13 +518,17 @@ def bench_path(path, args, env, tmp) -> dict:
         f0 = lambda x: fmt_f(x, 0)
         log(f"     req/s      untraced {fmt_spread([r.wrk['requests_per_s'] for r in unt], f0)}")
         log(f"                traced   {fmt_spread([r.wrk['requests_per_s'] for r in trc], f0)}")
-        log(f"                ratio of medians {fmt_ratio(s['ratio_requests_per_s'])}")
+        log(f"                ratio of medians {fmt_ratio(s['ratio_requests_per_s'])}"
+            f"   median of the pairs' ratios {fmt_ratio(s['median_pair_ratio'])}")
         log(f"     p50/p99 ms untraced {fmt_ms(s['untraced_p50_ms'])} / {fmt_ms(s['untraced_p99_ms'])}"
             f"   traced {fmt_ms(s['traced_p50_ms'])} / {fmt_ms(s['traced_p99_ms'])}")
         us = lambda x: fmt_f(x, 2)
         log(f"     CPU us/req server untraced {us(s['untraced_server_cpu_us_per_req'])}"
             f"   traced {us(s['traced_server_cpu_us_per_req'])}"
             f"   recorder {us(s['recorder_cpu_us_per_req'])}   (during the load)")
+        pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"
+        log(f"     server waiting for a CPU (run delay, share of the load) untraced"
+            f" {pct(s['untraced_server_wait_share'])}   traced {pct(s['traced_server_wait_share'])}")
         log(f"     shutdown s untraced {fmt_spread([r.stop_s for r in unt], fmt_ms)}")
         log(f"                traced   {fmt_spread([r.stop_s for r in trc], fmt_ms)}")
     if trc:
