@@ -18,7 +18,9 @@ struct ring_view {
     uint32_t generation;
     int64_t tid;
     char name[ASTRACE_THREAD_NAME_MAX];
-    int broken; /* held a malformed record: no longer read */
+    int broken;                 /* held a malformed record: no longer read */
+    uint32_t state;             /* as this drain found it */
+    uint64_t head, sample_head; /* what this drain reads up to */
 };
 
 struct seg_view {
@@ -213,13 +215,25 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
         if (!recorded_something(h)) return 0;
         add_process(s, enc, v);
     }
+    /* Heads first, of every ring: records up to a ring's head belong to the
+     * generation read after it, and were all written before a clock pair
+     * read after it (tsc_map.h). */
     for (uint32_t i = 0; i < h->ring_count; i++) {
         struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
         struct ring_view *rv = &v->rings[i];
-        uint32_t state = atomic_load_explicit(&rh->state, memory_order_acquire);
+        rv->state = atomic_load_explicit(&rh->state, memory_order_acquire);
+        if (rv->state == ASTRACE_RING_FREE || rv->broken) continue;
+        rv->head = atomic_load_explicit(&rh->head, memory_order_acquire);
+        struct astrace_ring_header *sh = sample_ring_header(h, i);
+        rv->sample_head = sh ? atomic_load_explicit(&sh->head, memory_order_acquire) : 0;
+    }
+    int tsc = (h->flags & ASTRACE_SEG_TSC) != 0;
+    if (tsc) tsc_map_mark(&s->tsc);
+    for (uint32_t i = 0; i < h->ring_count; i++) {
+        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct ring_view *rv = &v->rings[i];
+        uint32_t state = rv->state;
         if (state == ASTRACE_RING_FREE || rv->broken) continue;
-        /* Head first: records up to it belong to the generation read next. */
-        uint64_t head = atomic_load_explicit(&rh->head, memory_order_acquire);
         uint32_t gen = atomic_load_explicit(&rh->generation, memory_order_acquire);
         if (gen != rv->generation) {
             rv->generation = gen;
@@ -228,18 +242,15 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
             rv->name[sizeof rv->name - 1] = 0;
         }
         struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
+        struct drain_ctx ctx = {v->proc, i, rv, tsc ? s : NULL};
+        long n = astrace_ring_drain_to(&ring, rv->head, on_record, &ctx, 1L << 30);
         /* Then the same thread's stack samples. */
         struct astrace_ring_header *sh = sample_ring_header(h, i);
-        uint64_t sample_head = sh ? atomic_load_explicit(&sh->head, memory_order_acquire) : 0;
-        int tsc = (h->flags & ASTRACE_SEG_TSC) != 0;
-        if (tsc) tsc_map_mark(&s->tsc); /* after the heads: every record read here is older */
-        struct drain_ctx ctx = {v->proc, i, rv, tsc ? s : NULL};
-        long n = astrace_ring_drain_to(&ring, head, on_record, &ctx, 1L << 30);
         long ns = 0;
         if (sh && n >= 0) {
             struct astrace_ring samples = {sh, (uint8_t *)h + h->sample_data_offset + (uint64_t)i * h->sample_ring_size,
                                            h->sample_ring_size};
-            ns = astrace_ring_drain_to(&samples, sample_head, on_record, &ctx, 1L << 30);
+            ns = astrace_ring_drain_to(&samples, rv->sample_head, on_record, &ctx, 1L << 30);
         }
         if (n < 0 || ns < 0) {
             warnx_("pid %d thread %lld: malformed record in shared memory; the rest of that thread is lost", h->pid,

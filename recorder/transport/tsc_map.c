@@ -56,22 +56,28 @@ void tsc_map_mark(struct tsc_map *m) {
 #endif
 }
 
-static uint64_t along(const struct tsc_pair *a, const struct tsc_pair *b, uint64_t tsc) {
+/* The time at `tsc` on the line through `from` at the rate between a and b. */
+static uint64_t along(const struct tsc_pair *a, const struct tsc_pair *b, const struct tsc_pair *from, uint64_t tsc) {
     double rate = (double)(b->ns - a->ns) / (double)(b->tsc - a->tsc);
-    double off = tsc >= a->tsc ? (double)(tsc - a->tsc) * rate : -((double)(a->tsc - tsc) * rate);
-    if (off < 0 && (uint64_t)(-off) > a->ns) return 0;
-    return off < 0 ? a->ns - (uint64_t)(-off) : a->ns + (uint64_t)off;
+    if (tsc >= from->tsc) return from->ns + (uint64_t)((double)(tsc - from->tsc) * rate);
+    uint64_t back = (uint64_t)((double)(from->tsc - tsc) * rate);
+    return back < from->ns ? from->ns - back : 0;
 }
 
 uint64_t tsc_map_ns(const struct tsc_map *m, uint64_t tsc) {
     if (!m->count) return 0;
-    const struct tsc_pair *p0 = &m->pairs[m->first];
-    if (m->count == 1) return tsc >= p0->tsc ? p0->ns : 0; /* no rate yet: cannot happen after a drain's mark */
+    const struct tsc_pair *oldest = &m->pairs[m->first];
+    const struct tsc_pair *newest = &m->pairs[(m->first + m->count - 1) % TSC_MAP_PAIRS];
+    if (m->count == 1) return tsc >= oldest->tsc ? oldest->ns : 0; /* no rate yet: cannot happen after a drain's mark */
+    /* Outside the pairs, the rate over all of them (the longest span, so the
+     * least jitter); between two pairs, the line between them. */
+    if (tsc <= oldest->tsc) return along(oldest, newest, oldest, tsc);
+    if (tsc >= newest->tsc) return along(oldest, newest, newest, tsc);
     /* Newest piece first: almost every record falls in one of the last few. */
     for (unsigned i = m->count - 1; i >= 1; i--) {
         const struct tsc_pair *a = &m->pairs[(m->first + i - 1) % TSC_MAP_PAIRS];
         const struct tsc_pair *b = &m->pairs[(m->first + i) % TSC_MAP_PAIRS];
-        if (tsc >= a->tsc || i == 1) return along(a, b, tsc);
+        if (tsc >= a->tsc) return along(a, b, a, tsc);
     }
-    return 0;
+    return oldest->ns;
 }

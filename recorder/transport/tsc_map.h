@@ -6,9 +6,9 @@
  * ring, after loading the ring's head. Every record up to that head was
  * written before the pair was read, so it falls between two pairs already
  * known and converts the same way whenever it is read: times stay in order.
- * A time before the oldest pair kept uses the oldest piece of the line, one
- * after the newest pair the newest piece. Each pair's error is about half of
- * a clock read (tens of ns); the rate between pairs is the TSC's, measured. */
+ * A time outside the pairs kept follows the rate over all of them. Each
+ * pair's error is about half a clock read (tens of ns); the rate between
+ * pairs is the TSC's, measured. */
 #ifndef ASTRACE_TSC_MAP_H
 #define ASTRACE_TSC_MAP_H
 
@@ -28,7 +28,8 @@ struct tsc_map {
 /* Usable: the platform has a TSC and the kernel keeps time with it. */
 int tsc_map_usable(void);
 void tsc_map_init(struct tsc_map *m);
-/* Reads a pair now (after loading the heads of the rings about to be read). */
+/* Reads a pair now (after loading the heads of the rings about to be read:
+ * one pair per segment and drain). */
 void tsc_map_mark(struct tsc_map *m);
 /* Adds a pair read elsewhere (tests); pairs must come in time order. */
 void tsc_map_add(struct tsc_map *m, uint64_t tsc, uint64_t ns);

@@ -1,6 +1,6 @@
 /* Unit tests for transport/tsc_map.h, which turns the runtime's TSC
  * timestamps into BOOTTIME ns: times between two pairs are interpolated,
- * times outside the pairs follow the nearest piece, a time converts the same
+ * times outside the pairs follow the rate over all of them, a time converts the same
  * however many pairs come after it (while its piece is kept), conversion
  * keeps times in order, and pairs out of order are refused. */
 #include <stdint.h>
@@ -17,8 +17,8 @@ int main(void) {
     CHECK_EQ_U(tsc_map_ns(&m, 1000), 5000);
     CHECK_EQ_U(tsc_map_ns(&m, 1500), 5250);
     CHECK_EQ_U(tsc_map_ns(&m, 2000), 5500);
-    CHECK_EQ_U(tsc_map_ns(&m, 600), 4800);  /* before the first pair: its piece */
-    CHECK_EQ_U(tsc_map_ns(&m, 3000), 6000); /* after the last: the last piece */
+    CHECK_EQ_U(tsc_map_ns(&m, 600), 4800);  /* before the first pair: the rate over all pairs */
+    CHECK_EQ_U(tsc_map_ns(&m, 3000), 6000); /* after the last: the same */
     tsc_map_add(&m, 1500, 9000);            /* out of order: refused */
     tsc_map_add(&m, 3000, 5400);            /* ns going back: refused */
     CHECK_EQ_U(m.count, 2);
