@@ -62,5 +62,5 @@ int64_t rt_clock_to_ns(int64_t ticks, uint64_t now) {
 int64_t rt_ns_to_clock(int64_t ns, uint64_t now) {
     if (!rt_clock_tsc) return ns;
     uint64_t r = ns_per_tick_fixed(now);
-    return r ? (int64_t)(((__int128)ns << 32) / r) : 0;
+    return r ? (int64_t)((__int128)ns * ((__int128)1 << 32) / r) : 0;
 }

@@ -284,8 +284,10 @@ static void write_var(void *fixed, size_t fixed_len, const char *text, size_t te
     uint64_t next;
     uint8_t *at = astrace_ring_reserve(&rt_tls.ring, len, &next);
     if (!at) return;
-    ((struct astrace_rec_hdr *)fixed)->size = (uint16_t)len;
     memcpy(at, fixed, fixed_len);
+    /* The size goes into the copy: set in `fixed` just before, it would stall
+     * the copy's wide loads (a load cannot take a narrower store's data). */
+    ((struct astrace_rec_hdr *)at)->size = (uint16_t)len;
     memcpy(at + fixed_len, text, text_len);
     memset(at + fixed_len + text_len, 0, len - fixed_len - text_len);
     astrace_ring_commit(&rt_tls.ring, next);
