@@ -47,6 +47,7 @@ How to run
   python3 bench/http_bench.py                          # 3+3 runs of 5 s per path
   python3 bench/http_bench.py --runs 1 --duration 2    # quick
   python3 bench/http_bench.py --path /work --json out.json
+  python3 bench/http_bench.py --path / --runs 10 --perf-stat   # + server cycles per request
 
 Defaults: server Python /usr/bin/python3 (Debian's python3-aiohttp is only
 installed for it), astrace from <repo>/build/astrace, wrk from PATH.
@@ -173,12 +174,14 @@ class RunResult:
         self.server_cpu_us_per_req: float | None = None    # the Python server, during the load
         self.recorder_cpu_us_per_req: float | None = None  # astrace, during the load (traced)
         self.server_wait_share: float | None = None        # server runnable but not running / load time
+        self.server_user_per_req: dict = {}                 # --perf-stat: {"cycles:u": per request, ...}
 
     def to_json(self) -> dict:
         d = {"kind": self.kind, "path": self.path, "ok": self.ok, "error": self.error,
              "port": self.port, "ready_s": self.ready_s, "stop_s": self.stop_s,
              "returncode": self.returncode, "wrk": self.wrk,
-             "server_cpu_us_per_req": self.server_cpu_us_per_req, "server_wait_share": self.server_wait_share}
+             "server_cpu_us_per_req": self.server_cpu_us_per_req, "server_wait_share": self.server_wait_share,
+             "server_user_per_req": self.server_user_per_req}
         if self.kind == "traced":
             d["recorder_cpu_us_per_req"] = self.recorder_cpu_us_per_req
             d["stats"] = self.stats
@@ -272,6 +275,37 @@ def run_delay_seconds(pid: int) -> float | None:
         return None
 
 
+PERF_EVENTS = ("cycles:u", "instructions:u")
+
+
+def start_perf_stat(pid: int, out: Path) -> subprocess.Popen | None:
+    """`perf stat` counting the server's user-space cycles and instructions."""
+    perf = shutil.which("perf")
+    if not perf:
+        return None
+    return subprocess.Popen([perf, "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", str(pid), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf_stat(proc: subprocess.Popen, out: Path) -> dict:
+    """Stops `perf stat` and reads its counts: {event: count}."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    counts = {}
+    try:
+        for line in out.read_text().splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[0].isdigit() and f[2] in PERF_EVENTS:
+                counts[f[2]] = int(f[0])
+    except OSError:
+        pass
+    return counts
+
+
 def python_server_pid(top: subprocess.Popen, traced: bool) -> int | None:
     """The server's Python process: the command itself, or astrace's child."""
     if not traced:
@@ -347,6 +381,8 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                     server_pid = python_server_pid(server.proc, kind == "traced")
                     cpu_before = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
                     wait_before = run_delay_seconds(server_pid) if server_pid else None
+                    perf_out = tmp / f"perf-{kind}-{idx}.txt"
+                    perf = start_perf_stat(server_pid, perf_out) if args.perf_stat and server_pid else None
                     load_start = time.monotonic()
                     try:
                         w = subprocess.run(wcmd, capture_output=True, text=True, errors="replace",
@@ -357,6 +393,8 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                     else:
                         cpu_after = [cpu_seconds(server_pid) if server_pid else None, cpu_seconds(server.proc.pid)]
                         wait_after = run_delay_seconds(server_pid) if server_pid else None
+                        counts = stop_perf_stat(perf, perf_out) if perf else {}
+                        unlink_quietly(perf_out)
                         if wait_before is not None and wait_after is not None:
                             r.server_wait_share = (wait_after - wait_before) / (time.monotonic() - load_start)
                         r.wrk_out = w.stdout + w.stderr
@@ -364,6 +402,8 @@ def one_run(kind, path, args, env, tmp, idx, duration) -> RunResult:
                         done = r.wrk["requests"]
                         if done and cpu_before[0] is not None and cpu_after[0] is not None:
                             r.server_cpu_us_per_req = (cpu_after[0] - cpu_before[0]) / done * 1e6
+                        if done and counts:
+                            r.server_user_per_req = {k: v / done for k, v in counts.items()}
                         if done and kind == "traced" and None not in (cpu_before[1], cpu_after[1]):
                             r.recorder_cpu_us_per_req = (cpu_after[1] - cpu_before[1]) / done * 1e6
                         if w.returncode != 0:
@@ -493,6 +533,8 @@ def bench_path(path, args, env, tmp) -> dict:
     for name, group in (("untraced", unt), ("traced", trc)):
         s[f"{name}_server_cpu_us_per_req"] = median([r.server_cpu_us_per_req for r in group])
         s[f"{name}_server_wait_share"] = median([r.server_wait_share for r in group])
+        for ev in PERF_EVENTS:
+            s[f"{name}_server_{ev.split(':')[0]}_per_req"] = median([r.server_user_per_req.get(ev) for r in group])
     s["recorder_cpu_us_per_req"] = median([r.recorder_cpu_us_per_req for r in trc])
     s["events_dropped_max"] = max((r.stats["events_dropped"] for r in trc), default=None)
     s["untraced_runs"], s["traced_runs"] = len(unt), len(trc)
@@ -526,6 +568,11 @@ def bench_path(path, args, env, tmp) -> dict:
         log(f"     CPU us/req server untraced {us(s['untraced_server_cpu_us_per_req'])}"
             f"   traced {us(s['traced_server_cpu_us_per_req'])}"
             f"   recorder {us(s['recorder_cpu_us_per_req'])}   (during the load)")
+        if s["untraced_server_cycles_per_req"] is not None:
+            k = lambda x: "-" if x is None else f"{x / 1000:.1f}k"
+            log(f"     server user cycles/instructions per request (perf stat) untraced"
+                f" {k(s['untraced_server_cycles_per_req'])} / {k(s['untraced_server_instructions_per_req'])}"
+                f"   traced {k(s['traced_server_cycles_per_req'])} / {k(s['traced_server_instructions_per_req'])}")
         pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"
         log(f"     server waiting for a CPU (run delay, share of the load) untraced"
             f" {pct(s['untraced_server_wait_share'])}   traced {pct(s['traced_server_wait_share'])}")
@@ -597,6 +644,9 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=1, metavar="N",
                    help="untraced warm-up runs per path (at most 2 s of load each), discarded (default 1)")
     p.add_argument("--json", metavar="OUT", type=Path, help="write all results as JSON to OUT")
+    p.add_argument("--perf-stat", action="store_true",
+                   help="also count the server's user-space cycles and instructions per request with "
+                        "`perf stat` during the load (steadier than CPU time; costs some throughput)")
     p.add_argument("--compression", choices=("zstd", "deflate", "none"),
                    help="passed to astrace record --compression (default: astrace's default)")
     p.add_argument("--extra-args", default="", metavar='"..."',
