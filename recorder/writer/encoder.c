@@ -183,9 +183,10 @@ enum {
     F_ANN_STRING_IID = 17,
 };
 
-/* Room an annotation can take (pb_encode.h's bound). */
+/* Room an annotation can take (pb_encode.h's bound): each of the eight
+ * fields encode_annotation() may write, plus the texts. */
 static size_t annotation_bound(const Astrace__Pb__DebugAnnotation *a) {
-    size_t n = PB_TAG_MAX + PB_NEST_SLACK + 1 + 6 * (PB_TAG_MAX + PB_VARINT_MAX);
+    size_t n = PB_TAG_MAX + PB_NEST_SLACK + 1 + 8 * (PB_TAG_MAX + PB_VARINT_MAX);
     if (a->name) n += strlen(a->name);
     if (a->string_value) n += strlen(a->string_value);
     return n;
