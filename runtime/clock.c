@@ -16,7 +16,7 @@ int rt_clock_init(void) {
     rt_clock_tsc = RT_HAVE_TSC && want && !strcmp(want, "tsc");
 #if RT_HAVE_TSC
     if (rt_clock_tsc && !start_tsc) {
-        start_ns = rt_boottime_ns();
+        start_ns = rt_clock_ns(CLOCK_BOOTTIME);
         start_tsc = __rdtsc();
     }
 #endif
@@ -38,7 +38,7 @@ static uint64_t ns_per_tick_fixed(uint64_t now) {
     uint64_t at = atomic_load_explicit(&rate_tsc, memory_order_relaxed);
     uint64_t rate = atomic_load_explicit(&rate_fixed, memory_order_relaxed);
     if (!rate || now - at >= REFRESH_TICKS || now - at > at - start_tsc) {
-        uint64_t ns = rt_boottime_ns();
+        uint64_t ns = rt_clock_ns(CLOCK_BOOTTIME);
         uint64_t tsc = __rdtsc();
         if (tsc > start_tsc && ns > start_ns) {
             rate = (uint64_t)((double)(ns - start_ns) / (double)(tsc - start_tsc) * 4294967296.0);

@@ -36,9 +36,10 @@ extern int rt_clock_tsc; /* 1: timestamps are TSC ticks */
 /* Reads ASTRACE_CLOCK; returns 1 if timestamps are TSC ticks from now on. */
 int rt_clock_init(void);
 
-static inline uint64_t rt_boottime_ns(void) {
+/* A clock's reading in ns (CLOCK_BOOTTIME, CLOCK_MONOTONIC, ...). */
+static inline uint64_t rt_clock_ns(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
+    clock_gettime(id, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -47,7 +48,7 @@ static inline uint64_t rt_now(void) {
 #if RT_HAVE_TSC
     if (rt_clock_tsc) return __rdtsc();
 #endif
-    return rt_boottime_ns();
+    return rt_clock_ns(CLOCK_BOOTTIME);
 }
 
 /* A duration between two rt_now() values, in ns; and back. `now` is a

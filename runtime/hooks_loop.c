@@ -63,12 +63,6 @@ int hooks_init_loop(PyObject *timer_type, PyObject *deque) {
     return 0;
 }
 
-static uint64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* len(loop._ready): callbacks waiting at the start of this iteration. */
 static int64_t ready_length(const struct call *c) {
     if (!counters_on || !arg(c, 0)) return -1;
@@ -133,7 +127,7 @@ static int64_t handle_lag(PyObject *handle, uint64_t now, int *is_timer) {
             PyErr_Clear();
             return -1;
         }
-        int64_t lag = (int64_t)monotonic_ns() - (int64_t)(due * 1e9);
+        int64_t lag = (int64_t)rt_clock_ns(CLOCK_MONOTONIC) - (int64_t)(due * 1e9);
         *is_timer = 1;
         return lag > 0 ? lag : 0; /* asyncio runs timers up to a clock tick early */
     }

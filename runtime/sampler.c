@@ -119,16 +119,10 @@ static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     astrace_ring_commit(&t->samples, next);
 }
 
-static uint64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* cpu mode: whether the thread has used an interval of CPU time since the
  * last sample (credit carries over, at most one interval's worth). */
 static int used_cpu(struct rt_thread *t) {
-    uint64_t now = thread_cpu_ns(), interval = (uint64_t)sampler.interval_ns;
+    uint64_t now = rt_clock_ns(CLOCK_THREAD_CPUTIME_ID), interval = (uint64_t)sampler.interval_ns;
     if (now - t->cpu_mark < interval) return 0;
     t->cpu_mark += interval;
     if (now - t->cpu_mark > interval) t->cpu_mark = now - interval;
@@ -222,7 +216,7 @@ void rt_sampler_thread_start(uint32_t ring_index, void *tstate) {
     struct rt_thread *t = &rt_tls;
     if (!sampler.on || !t->has_samples || ring_index >= MAX_TIMERS || !tstate) return;
     t->tstate = tstate;
-    t->cpu_mark = thread_cpu_ns();
+    t->cpu_mark = rt_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     struct sigevent sev;
     memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_THREAD_ID;

@@ -52,12 +52,6 @@ static void make_key(void) {
     pthread_key_create(&ring_key, release_ring);
 }
 
-static uint64_t clock_ns(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Creates and publishes a segment; the header text fields are copied from
  * `like` when given (the parent's segment, after fork). */
 static int create_segment(const struct astrace_seg_header *like, const char *pyver, int32_t hexversion, const char *exe,
@@ -106,8 +100,8 @@ static int create_segment(const struct astrace_seg_header *like, const char *pyv
         h->sample_data_offset =
             base + (((uint64_t)cfg.ring_count * sizeof(struct astrace_ring_header) + 4095) & ~4095ULL);
     }
-    h->start_boottime_ns = clock_ns(CLOCK_BOOTTIME);
-    h->start_realtime_ns = clock_ns(CLOCK_REALTIME);
+    h->start_boottime_ns = rt_clock_ns(CLOCK_BOOTTIME);
+    h->start_realtime_ns = rt_clock_ns(CLOCK_REALTIME);
     if (rt_clock_tsc) h->flags |= ASTRACE_SEG_TSC;
     if (like) {
         h->flags |= ASTRACE_SEG_FORKED;

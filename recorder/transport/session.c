@@ -86,6 +86,16 @@ static void read_note(struct session *s, const char *name) {
     unlink(path);
 }
 
+/* Thread i's event ring: its header, and the ring over its data. */
+static struct astrace_ring_header *event_ring_header(const struct astrace_seg_header *h, uint32_t i) {
+    return (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+}
+
+static struct astrace_ring event_ring(const struct astrace_seg_header *h, uint32_t i,
+                                      struct astrace_ring_header *header) {
+    return (struct astrace_ring){header, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
+}
+
 /* Thread i's sample ring, or NULL when the segment has none. */
 static struct astrace_ring_header *sample_ring_header(const struct astrace_seg_header *h, uint32_t i) {
     if (!h->sample_ring_size) return NULL;
@@ -112,7 +122,7 @@ static void note_record(void *ctx, const struct astrace_rec_hdr *rec) {
 static int recorded_something(const struct astrace_seg_header *h) {
     if (atomic_load(&((struct astrace_seg_header *)h)->dropped_no_ring)) return 1;
     for (uint32_t i = 0; i < h->ring_count; i++) {
-        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct astrace_ring_header *rh = event_ring_header(h, i);
         struct astrace_ring_header *sh = sample_ring_header(h, i);
         if (atomic_load(&rh->dropped_records)) return 1;
         if (sh && (atomic_load(&sh->head) != atomic_load(&sh->tail) || atomic_load(&sh->dropped_records))) return 1;
@@ -121,8 +131,7 @@ static int recorded_something(const struct astrace_seg_header *h) {
         memcpy(&copy, rh, sizeof copy);
         atomic_store(&copy.head, atomic_load_explicit(&rh->head, memory_order_acquire));
         atomic_store(&copy.tail, atomic_load(&rh->tail));
-        struct astrace_ring ring = {&copy, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size,
-                                    h->ring_size};
+        struct astrace_ring ring = event_ring(h, i, &copy);
         int found = 0;
         if (astrace_ring_drain(&ring, note_record, &found, 1L << 30) < 0 || found) return 1;
     }
@@ -219,7 +228,7 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
      * generation read after it, and were all written before a clock pair
      * read after it (tsc_map.h). */
     for (uint32_t i = 0; i < h->ring_count; i++) {
-        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct astrace_ring_header *rh = event_ring_header(h, i);
         struct ring_view *rv = &v->rings[i];
         rv->state = atomic_load_explicit(&rh->state, memory_order_acquire);
         if (rv->state == ASTRACE_RING_FREE || rv->broken) continue;
@@ -230,7 +239,7 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
     int tsc = (h->flags & ASTRACE_SEG_TSC) != 0;
     if (tsc) tsc_map_mark(&s->tsc);
     for (uint32_t i = 0; i < h->ring_count; i++) {
-        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct astrace_ring_header *rh = event_ring_header(h, i);
         struct ring_view *rv = &v->rings[i];
         uint32_t state = rv->state;
         if (state == ASTRACE_RING_FREE || rv->broken) continue;
@@ -241,7 +250,7 @@ static uint64_t drain_segment(struct session *s, struct encoder *enc, struct seg
             memcpy(rv->name, rh->thread_name, sizeof rv->name);
             rv->name[sizeof rv->name - 1] = 0;
         }
-        struct astrace_ring ring = {rh, (uint8_t *)h + h->ring_data_offset + (uint64_t)i * h->ring_size, h->ring_size};
+        struct astrace_ring ring = event_ring(h, i, rh);
         struct drain_ctx ctx = {v->proc, i, rv, tsc ? s : NULL};
         long n = astrace_ring_drain_to(&ring, rv->head, on_record, &ctx, 1L << 30);
         /* Then the same thread's stack samples. */
@@ -279,7 +288,7 @@ uint64_t session_drain(struct session *s, struct encoder *enc) {
 static uint64_t seg_dropped(const struct astrace_seg_header *h) {
     uint64_t d = atomic_load(&((struct astrace_seg_header *)h)->dropped_no_ring);
     for (uint32_t i = 0; i < h->ring_count; i++) {
-        struct astrace_ring_header *rh = (struct astrace_ring_header *)((uint8_t *)h + h->rings_offset) + i;
+        struct astrace_ring_header *rh = event_ring_header(h, i);
         d += atomic_load(&rh->dropped_records);
     }
     return d;

@@ -3,7 +3,8 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+
+#include "common/util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -47,10 +48,9 @@ void tsc_map_mark(struct tsc_map *m) {
     /* The ns reading lies between the two tick readings: pair it with their
      * middle. */
     uint64_t before = __rdtsc();
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
+    uint64_t ns = now_boottime_ns();
     uint64_t after = __rdtsc();
-    tsc_map_add(m, before + (after - before) / 2, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+    tsc_map_add(m, before + (after - before) / 2, ns);
 #else
     (void)m;
 #endif
