@@ -51,6 +51,26 @@ class LoopIterationTests(AstraceTestCase):
                 self.assertIsNotNone(loop)
                 self.assertGreaterEqual(loop["dur"], p["dur"])
 
+    def test_hook_type_is_immutable(self):
+        """CPython only specializes a method load (`handle._run()`) whose
+        descriptor's type is immutable; a mutable hook type made every hooked
+        call take the generic lookup. The hooks must stay specializable."""
+        probe = ("import asyncio.events\n"
+                 "hook = asyncio.events.Handle.__dict__['_run']\n"
+                 "print('hooked', hasattr(hook, '__wrapped__'))\n"
+                 "print('immutable flag', bool(type(hook).__flags__ & (1 << 8)))\n"
+                 "try:\n"
+                 "    type(hook).probe = 1\n"
+                 "    print('type attribute set')\n"
+                 "except TypeError:\n"
+                 "    print('type attribute refused')\n")
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, "-c", probe], options=["--no-sampler"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                self.assertEqual(rec.stdout.split("\n")[:3],
+                                 ["hooked True", "immutable flag True", "type attribute refused"])
+
     def test_callbacks_are_named_after_the_callable(self):
         rec = self.record([PYTHONS[0], self.app("sleep_poll.py")])
         names = {s["name"] for s in rec.trace.slices if s["depth"] == 1}
