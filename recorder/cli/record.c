@@ -96,18 +96,14 @@ static void describe_status(int status, char *out, size_t outlen) {
         snprintf(out, outlen, "ended (status 0x%x)", status);
 }
 
-static int exit_status_of(pid_t pid, char *out, size_t outlen) {
-    for (size_t i = nreaped; i-- > 0;)
-        if (reaped_list[i].pid == pid) {
-            describe_status(reaped_list[i].status, out, outlen);
-            return 0;
-        }
-    return -1;
-}
+/* The traced command's own process: its status decides astrace's exit code. */
+static pid_t main_pid;
+static int main_status, main_reaped;
 
-/* Reaps every exited child; returns 1 if `main_pid` was among them. */
-static int reap_children(pid_t main_pid, int *main_status) {
-    int found = 0, status;
+/* Reaps every exited child (astrace is a subreaper, so that includes orphaned
+ * descendants) into reaped_list; returns 1 once `main_pid` has been reaped. */
+static int reap_children(void) {
+    int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (nreaped == sizeof reaped_list / sizeof *reaped_list) {
@@ -117,11 +113,24 @@ static int reap_children(pid_t main_pid, int *main_status) {
         reaped_list[nreaped].pid = pid;
         reaped_list[nreaped++].status = status;
         if (pid == main_pid) {
-            *main_status = status;
-            found = 1;
+            main_status = status;
+            main_reaped = 1;
         }
     }
-    return found;
+    return main_reaped;
+}
+
+/* The session asks this when it finds a process gone. A process that has
+ * just exited is a zombie until reaped, and may be found gone before the
+ * SIGCHLD is handled: reaping here first gives its exact status either way. */
+static int exit_status_of(pid_t pid, char *out, size_t outlen) {
+    reap_children();
+    for (size_t i = nreaped; i-- > 0;)
+        if (reaped_list[i].pid == pid) {
+            describe_status(reaped_list[i].status, out, outlen);
+            return 0;
+        }
+    return -1;
 }
 
 /* ---- setup helpers ---------------------------------------------------------- */
@@ -446,6 +455,7 @@ int cmd_record(int argc, char **argv) {
         fprintf(stderr, "astrace: cannot run '%s': %s\n", cmd[0], strerror(e));
         _exit(e == ENOENT ? 127 : 126);
     }
+    main_pid = child;
 
     /* The recorder is background work beside the program it records: as
      * SCHED_BATCH (same CPU share as now, but a waking recorder does not
@@ -457,7 +467,7 @@ int cmd_record(int argc, char **argv) {
     struct sched_param batch_param = {0};
     (void)sched_setscheduler(0, SCHED_BATCH, &batch_param); /* unprivileged; if refused, SCHED_OTHER is fine */
     uint64_t wall_start = now_monotonic_ns();
-    int main_status = 0, main_done = 0, interrupts = 0;
+    int main_done = 0, interrupts = 0;
     uint64_t last_flush = now_monotonic_ns(), last_scan = 0, last_rss = 0, last_progress = last_flush;
     /* Progress on long runs: a line every 10 s, only when stderr is a terminal. */
     int progress = !quiet && isatty(STDERR_FILENO);
@@ -469,7 +479,7 @@ int cmd_record(int argc, char **argv) {
         int sig = sigtimedwait(&handled, &si, &tmo);
         if (sig > 0) {
             if (sig == SIGCHLD) {
-                main_done = reap_children(child, &main_status);
+                main_done = reap_children();
             } else {
                 int from_tty = si.si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT);
                 if (sig == SIGINT && ++interrupts >= 3) {
@@ -502,11 +512,11 @@ int cmd_record(int argc, char **argv) {
             trace_file_flush(&tf);
             last_flush = now;
         }
-        if (!main_done) main_done = reap_children(child, &main_status);
+        if (!main_done) main_done = reap_children();
     }
 
     /* The command is done: collect what its processes left, then finish. */
-    reap_children(child, &main_status);
+    reap_children();
     session_scan(&sess, &enc);
     session_drain(&sess, &enc);
     session_reap(&sess, &enc, 1);
