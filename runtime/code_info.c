@@ -120,8 +120,13 @@ static void grow_codes(void) {
     codes_cap = ncap;
 }
 
+static struct code_info scratch; /* facts of a code object the full cache cannot keep */
+
+int code_info_is_cached(const struct code_info *ci) {
+    return ci != &scratch;
+}
+
 const struct code_info *code_info_get(PyObject *code) {
-    static struct code_info scratch; /* when the cache is full */
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
     if (codes_used * 2 >= codes_cap && codes_cap < CACHE_MAX) grow_codes();
     if (!codes) {

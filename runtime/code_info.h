@@ -22,6 +22,9 @@ struct code_info {
 int code_info_init(PyObject *stdlib_prefixes);
 /* Borrowed pointer into the cache, valid until the next call; NULL on error. */
 const struct code_info *code_info_get(PyObject *code);
+/* True if ci is kept in the cache, which then holds its code object, so
+ * that the code object's address names it for as long as the process runs. */
+int code_info_is_cached(const struct code_info *ci);
 /* String id of "basename:line" for the instruction at byte `offset` of code
  * (the line is only looked up the first time), or for a known line. */
 uint32_t code_location_at(PyObject *code, const struct code_info *ci, int offset);

@@ -240,6 +240,28 @@ static PyObject *mod_active(PyObject *m, PyObject *args) {
     return PyBool_FromLong(atomic_load(&rt_generation) != 0);
 }
 
+/* suspended_at(coro): (code, offset, awaited or None) as read straight from
+ * a suspended coroutine's or generator's frame (pyframes.h), or None when it
+ * cannot be read that way. For the tests, which check it against the
+ * public cr_code / cr_await. */
+static PyObject *mod_suspended_at(PyObject *m, PyObject *obj) {
+    (void)m;
+    PyObject *types = PyImport_ImportModule("types");
+    if (!types) return NULL;
+    PyObject *coro_type = PyObject_GetAttrString(types, "CoroutineType");
+    PyObject *gen_type = PyObject_GetAttrString(types, "GeneratorType");
+    Py_DECREF(types);
+    int ok = coro_type && gen_type &&
+             (Py_TYPE(obj) == (PyTypeObject *)coro_type || Py_TYPE(obj) == (PyTypeObject *)gen_type);
+    Py_XDECREF(coro_type);
+    Py_XDECREF(gen_type);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *code, *awaiting;
+    int offset;
+    if (!ok || !pyframes_coro_suspended(obj, &code, &offset, &awaiting)) Py_RETURN_NONE;
+    return Py_BuildValue("(OiO)", code, offset, awaiting ? awaiting : Py_None);
+}
+
 static PyMethodDef methods[] = {
     {"start", mod_start, METH_VARARGS, "Create this process's segment and start recording."},
     {"hook", mod_hook, METH_VARARGS, "hook(cls, name, kind): wrap cls.name with a C hook."},
@@ -258,6 +280,8 @@ static PyMethodDef methods[] = {
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},
+    {"suspended_at", mod_suspended_at, METH_O,
+     "suspended_at(coro): (code, offset, awaited) read from a suspended coroutine's frame, or None."},
     {NULL, NULL, 0, NULL},
 };
 

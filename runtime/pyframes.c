@@ -15,6 +15,11 @@
  *   coroutine's embedded frame     80     72     72
  *   frame.is_entry (bool)          68      -      -   (3.12+: a C-stack shim
  *                                                      frame precedes an entry)
+ *   frame.stacktop (int)           64                  (read for 3.11 only)
+ *   frame.localsplus               72                  (read for 3.11 only)
+ *   coroutine's frame state (i8)   75                  (read for 3.11 only;
+ *                                                      -1: suspended)
+ *   RESUME / RESUME_QUICK opcode  151/150              (read for 3.11 only)
  *   instructions in a code object  types.CodeType.__basicsize__
  *
  * Checks on every read: a frame's code must be a code object, an instruction
@@ -40,12 +45,15 @@ struct layout {
     ptrdiff_t previous, code, instr, owner;
     ptrdiff_t coro_frame;
     ptrdiff_t is_entry; /* -1: entries are marked by shim frames */
+    /* What a suspended coroutine awaits (-1: not read this way here). */
+    ptrdiff_t coro_state, stacktop, localsplus;
+    int resume_op, resume_quick_op;
 };
 
 static const struct layout layouts[] = {
-    {11, 56, 8, 48, 32, 56, 69, 80, 68},
-    {12, 56, 0, 8, 0, 56, 70, 72, -1},
-    {13, -1, 72, 8, 0, 56, 70, 72, -1},
+    {11, 56, 8, 48, 32, 56, 69, 80, 68, 75, 64, 72, 151, 150},
+    {12, 56, 0, 8, 0, 56, 70, 72, -1, -1, -1, -1, -1, -1},
+    {13, -1, 72, 8, 0, 56, 70, 72, -1, -1, -1, -1, -1, -1},
 };
 
 static const struct layout *layout;
@@ -94,6 +102,34 @@ int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes) {
     const char *frame = (const char *)obj + layout->coro_frame;
     if (read_ptr(frame, layout->code) != code) return -1;
     return offset_of(code, read_ptr(frame, layout->instr), code_bytes);
+}
+
+/* A coroutine paused inside an await (or a generator inside a yield from)
+ * sits just before a RESUME whose argument is 2 or more, with the object it
+ * awaits on top of its value stack: what its cr_await getter returns. */
+int pyframes_coro_suspended(PyObject *obj, PyObject **code, int *offset, PyObject **awaiting) {
+    if (!layout || layout->coro_state < 0) return 0;
+    if (*(const int8_t *)((const char *)obj + layout->coro_state) != -1) return 0; /* not suspended */
+    const char *frame = (const char *)obj + layout->coro_frame;
+    PyObject *c = read_ptr(frame, layout->code);
+    if (!c || Py_TYPE(c) != code_type_obj) return 0;
+    Py_ssize_t units;
+    memcpy(&units, (const char *)c + sizeof(PyObject), sizeof units);
+    const char *instr = read_ptr(frame, layout->instr);
+    int at = offset_of(c, instr, units * 2);
+    if (at < 0 || (Py_ssize_t)at + 4 > units * 2) return 0;
+    uint8_t next_op = (uint8_t)instr[2], next_arg = (uint8_t)instr[3];
+    *awaiting = NULL;
+    if ((next_op == layout->resume_op || next_op == layout->resume_quick_op) && next_arg >= 2) {
+        int top;
+        memcpy(&top, frame + layout->stacktop, sizeof top);
+        if (top < 1 || top > (1 << 20)) return 0;
+        *awaiting = read_ptr(frame, layout->localsplus + (ptrdiff_t)(top - 1) * (ptrdiff_t)sizeof(PyObject *));
+        if (!*awaiting) return 0;
+    }
+    *code = c;
+    *offset = at;
+    return 1;
 }
 
 PyObject *pyframes_coro_code(PyObject *obj) {

@@ -25,6 +25,13 @@ int pyframes_init(long hexversion, PyObject *code_type);
 int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes);
 int pyframes_line(PyObject *code, int offset);
 
+/* For a suspended coroutine or generator `obj`: its code object, the
+ * instruction offset it is paused at, and the object it awaits (its
+ * cr_await / gi_yieldfrom; NULL when it awaits nothing), all borrowed.
+ * Returns 1 when read from its frame, 0 when it cannot be read this way
+ * (other versions, or not suspended): ask the public way then. */
+int pyframes_coro_suspended(PyObject *obj, PyObject **code, int *offset, PyObject **awaiting);
+
 /* The code object of coroutine or generator `obj`, read from its embedded
  * frame (borrowed), or NULL when it cannot be read this way. */
 PyObject *pyframes_coro_code(PyObject *obj);

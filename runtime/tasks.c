@@ -538,17 +538,25 @@ static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, i
     return rt_string_add(chain, len);
 }
 
-/* Fills rec with what a suspended task awaits. Code-object facts are cached
- * (code_info.c) and the chain's text is only built the first time a chain is
- * seen, so a step costs a few attribute reads per await level. */
-static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
-    struct known_task *k = known_find((uintptr_t)task);
-    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : rt_method_call0(&m_get_coro, task);
-    if (!obj) PyErr_Clear();
+/* What an await chain reads as, by a hash of its levels' (code, offset)
+ * pairs: direct-mapped, filled by describe_chain() the first time a chain is
+ * seen. A chain's text, label and location follow from those pairs alone. */
+#define CHAIN_MEMO_MAX (1u << 14)
+static struct chain_memo {
+    uint64_t hash;
+    uint32_t generation;
+    uint32_t chain, label, location;
+} * chain_memo;
+
+/* Walks the await chain the slow way: attribute reads, code facts, line
+ * lookups. Sets what the chain reads as; returns 0 if any level's facts
+ * came from outside the code_info cache (the memo must not keep them). */
+static int describe_chain(PyObject *obj, uint32_t *chain, uint32_t *label_out, uint32_t *location_out) {
     uint32_t label = 0, user_location = 0;
-    int label_is_dunder = 0, n = 0;
+    int label_is_dunder = 0, n = 0, cacheable = 1;
     struct chain_level levels[32];
     uint64_t hash = 1469598103934665603ULL;
+    Py_XINCREF(obj);
     /* code_info pointers stay valid during the walk: nothing else runs. */
     while (obj && n < 32) {
         PyObject *code = code_of(obj);
@@ -557,6 +565,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
             Py_XDECREF(code);
             break;
         }
+        cacheable &= code_info_is_cached(ci);
         int at = 0;
         if (ci->is_user) {
             at = suspended_at(obj, code, ci);
@@ -585,8 +594,57 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
         }
     }
     Py_XDECREF(obj);
-    rec->location = user_location;
-    rec->chain = n ? rt_chain_lookup(hash, levels, n) : 0;
+    *chain = n ? rt_chain_lookup(hash, levels, n) : 0;
+    *label_out = label;
+    *location_out = user_location;
+    return cacheable;
+}
+
+/* The memo's key for the chain from `obj` down, read from the frames alone
+ * (no attribute reads, no Python code run); 0 when some level cannot be
+ * read that way. */
+static uint64_t chain_key(PyObject *obj) {
+    uint64_t hash = 1469598103934665603ULL;
+    for (int n = 0; obj && n < 32; n++) {
+        if (!PyObject_TypeCheck(obj, coroutine_type) && !PyObject_TypeCheck(obj, generator_type)) break;
+        PyObject *code, *next;
+        int offset;
+        if (!pyframes_coro_suspended(obj, &code, &offset, &next)) return 0;
+        hash = (hash ^ (uintptr_t)code) * 1099511628211ULL;
+        hash = (hash ^ (uint64_t)(uint32_t)offset) * 1099511628211ULL;
+        obj = next;
+    }
+    return hash ? hash : 1;
+}
+
+/* Fills rec with what a suspended task awaits. Where the frames can be read
+ * directly (chain_key), a chain seen before costs one walk over them and one
+ * memo lookup; otherwise (and the first time) describe_chain() works it out
+ * from cached code facts, building a chain's text only once. */
+static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
+    struct known_task *k = known_find((uintptr_t)task);
+    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : rt_method_call0(&m_get_coro, task);
+    if (!obj) PyErr_Clear();
+    uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
+    uint64_t key = obj ? chain_key(obj) : 0;
+    if (key && !chain_memo) chain_memo = PyMem_Calloc(CHAIN_MEMO_MAX, sizeof *chain_memo);
+    struct chain_memo *memo = key && chain_memo ? &chain_memo[hash_addr((uintptr_t)key) & (CHAIN_MEMO_MAX - 1)] : NULL;
+    uint32_t label;
+    if (memo && memo->hash == key && memo->generation == gen) {
+        rec->chain = memo->chain;
+        rec->location = memo->location;
+        label = memo->label;
+    } else {
+        int cacheable = describe_chain(obj, &rec->chain, &label, &rec->location);
+        if (memo && cacheable) {
+            memo->hash = key;
+            memo->generation = gen;
+            memo->chain = rec->chain;
+            memo->label = label;
+            memo->location = rec->location;
+        }
+    }
+    Py_XDECREF(obj);
     if (label) {
         rec->h.str0 = label;
         return;

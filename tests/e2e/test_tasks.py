@@ -3,6 +3,7 @@ named after what was awaited and where, creation and completion flows,
 outcomes, and lanes at scale, for every Python found."""
 import os
 import re
+import subprocess
 import unittest
 
 from astrace_e2e import APPS, PYTHONS, AstraceTestCase
@@ -177,6 +178,41 @@ class TaskTests(AstraceTestCase):
                 # Every lifetime is tiled by its slices.
                 for life in v.lifetimes:
                     self.assertTiles(v, life)
+
+    def test_await_read_from_frames(self):
+        """Where CPython's frame layout is known (3.11), the runtime reads
+        what a suspended coroutine awaits from its frame instead of cr_await;
+        the read must agree with cr_code/cr_await in every state, including
+        quickened code, and say so when it cannot tell."""
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, self.app("coro_states.py")], options=["--no-sampler"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                lines = dict(line.rsplit(" ", 1) for line in rec.stdout.splitlines())
+                self.assertNotIn("DIFFERENT", rec.stdout)
+                for never in ("generator not started", "coroutine not started", "coroutine finished"):
+                    self.assertEqual(lines[never], "unread")
+                version = subprocess.run([py, "-c", "import sys; print(sys.version_info[1])"],
+                                         capture_output=True, text=True).stdout.strip()
+                if version == "11":  # the layout read directly there
+                    self.assertEqual(set(lines.values()), {"same", "unread"}, rec.stdout)
+                    self.assertEqual(lines["coroutine awaiting future"], "same")
+                    self.assertEqual(lines["generator at a plain yield"], "same")
+
+    def test_repeated_awaits_keep_names_and_lines(self):
+        app = "tasks_repeat.py"
+        for py in PYTHONS:
+            with self.subTest(python=py):
+                rec = self.record([py, self.app(app)], options=["--no-sampler"])
+                self.assertEqual(rec.returncode, 0, rec.stderr)
+                v = TaskView(rec.trace)
+                ticker = v.named("ticker")
+                got = [(a["name"], a["args"]["awaited_at"]) for a in v.awaits(ticker)]
+                sleep = ("await asyncio.sleep()", f"{app}:{line_of(app, 'await asyncio.sleep(0.001)')}")
+                wait = ("await Event.wait()", f"{app}:{line_of(app, 'await event.wait()')}")
+                self.assertEqual(got, [sleep, wait] * 20)
+                chains = {a["args"]["await_chain"] for a in v.awaits(ticker)}
+                self.assertEqual(len(chains), 2, chains)
 
     def test_blocking_step(self):
         for py in PYTHONS:
