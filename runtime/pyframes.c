@@ -85,6 +85,14 @@ static void *read_ptr(const void *base, ptrdiff_t off) {
     return v;
 }
 
+/* Length in bytes of a code object's instructions (its ob_size counts
+ * 2-byte code units). */
+static Py_ssize_t code_bytes_of(PyObject *code) {
+    Py_ssize_t units;
+    memcpy(&units, (const char *)code + sizeof(PyObject), sizeof units);
+    return units * 2;
+}
+
 /* Byte offset of the instruction `instr` in `code`, or -1 if it is not
  * inside it (code_bytes <= 0: no upper bound known). */
 static int offset_of(PyObject *code, const char *instr, Py_ssize_t code_bytes) {
@@ -113,11 +121,10 @@ int pyframes_coro_suspended(PyObject *obj, PyObject **code, int *offset, PyObjec
     const char *frame = (const char *)obj + layout->coro_frame;
     PyObject *c = read_ptr(frame, layout->code);
     if (!c || Py_TYPE(c) != code_type_obj) return 0;
-    Py_ssize_t units;
-    memcpy(&units, (const char *)c + sizeof(PyObject), sizeof units);
+    Py_ssize_t code_bytes = code_bytes_of(c);
     const char *instr = read_ptr(frame, layout->instr);
-    int at = offset_of(c, instr, units * 2);
-    if (at < 0 || (Py_ssize_t)at + 4 > units * 2) return 0;
+    int at = offset_of(c, instr, code_bytes);
+    if (at < 0 || (Py_ssize_t)at + 4 > code_bytes) return 0;
     uint8_t next_op = (uint8_t)instr[2], next_arg = (uint8_t)instr[3];
     *awaiting = NULL;
     if ((next_op == layout->resume_op || next_op == layout->resume_quick_op) && next_arg >= 2) {
@@ -168,10 +175,8 @@ int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max,
             }
             PyObject *code = read_ptr(frame, layout->code);
             if (!code || Py_TYPE(code) != code_type_obj) return -1;
-            Py_ssize_t units;
-            memcpy(&units, (const char *)code + sizeof(PyObject), sizeof units);
             codes[n] = (uint64_t)(uintptr_t)code;
-            offsets[n] = (uint32_t)offset_of(code, read_ptr(frame, layout->instr), units * 2);
+            offsets[n] = (uint32_t)offset_of(code, read_ptr(frame, layout->instr), code_bytes_of(code));
             if (layout->is_entry >= 0 && *(const char *)(frame + layout->is_entry) && n < 64) *entry |= 1ull << n;
             n++;
         }

@@ -538,6 +538,14 @@ static uint32_t chain_text_id(uint64_t hash, const struct chain_level *levels, i
     return rt_string_add(chain, len);
 }
 
+/* An await chain's hash (FNV-1a over its levels' code objects and
+ * offsets): chain_hash_add(CHAIN_HASH_START, ...) for the first level. */
+#define CHAIN_HASH_START 1469598103934665603ULL
+static uint64_t chain_hash_add(uint64_t hash, PyObject *code, int at) {
+    hash = (hash ^ (uintptr_t)code) * 1099511628211ULL;
+    return (hash ^ (uint64_t)(uint32_t)at) * 1099511628211ULL;
+}
+
 /* What an await chain reads as, by a hash of its levels' (code, offset)
  * pairs: direct-mapped, filled by describe_chain() the first time a chain is
  * seen. A chain's text, label and location follow from those pairs alone. */
@@ -555,7 +563,7 @@ static int describe_chain(PyObject *obj, uint32_t *chain, uint32_t *label_out, u
     uint32_t label = 0, user_location = 0;
     int label_is_dunder = 0, n = 0, cacheable = 1;
     struct chain_level levels[32];
-    uint64_t hash = 1469598103934665603ULL;
+    uint64_t hash = CHAIN_HASH_START;
     Py_XINCREF(obj);
     /* code_info pointers stay valid during the walk: nothing else runs. */
     while (obj && n < 32) {
@@ -578,8 +586,7 @@ static int describe_chain(PyObject *obj, uint32_t *chain, uint32_t *label_out, u
             label = ci->await_label;
             label_is_dunder = ci->is_dunder;
         }
-        hash = (hash ^ (uintptr_t)code) * 1099511628211ULL;
-        hash = (hash ^ (uint64_t)(uint32_t)at) * 1099511628211ULL;
+        hash = chain_hash_add(hash, code, at);
         levels[n].code = code;
         levels[n].ci = ci;
         levels[n].at = at;
@@ -604,14 +611,13 @@ static int describe_chain(PyObject *obj, uint32_t *chain, uint32_t *label_out, u
  * (no attribute reads, no Python code run); 0 when some level cannot be
  * read that way. */
 static uint64_t chain_key(PyObject *obj) {
-    uint64_t hash = 1469598103934665603ULL;
+    uint64_t hash = CHAIN_HASH_START;
     for (int n = 0; obj && n < 32; n++) {
         if (!PyObject_TypeCheck(obj, coroutine_type) && !PyObject_TypeCheck(obj, generator_type)) break;
         PyObject *code, *next;
         int offset;
         if (!pyframes_coro_suspended(obj, &code, &offset, &next)) return 0;
-        hash = (hash ^ (uintptr_t)code) * 1099511628211ULL;
-        hash = (hash ^ (uint64_t)(uint32_t)offset) * 1099511628211ULL;
+        hash = chain_hash_add(hash, code, offset);
         obj = next;
     }
     return hash ? hash : 1;
