@@ -31,7 +31,9 @@ _SAMPLE_SIGNAL = int(os.environ.get("ASTRACE_SAMPLE_SIGNAL", "27") or 27)  # SIG
 def _hooks():
     return {
         "asyncio.base_events": [("BaseEventLoop", "_run_once", _astrace.HOOK_RUN_ONCE)] +
-                               ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []),
+                               ([("BaseEventLoop", "create_task", _astrace.HOOK_CREATE_TASK)] if _TASKS else []) +
+                               # loop lag: each new loop's ready queue notes when callbacks became ready
+                               ([("BaseEventLoop", "__init__", _astrace.HOOK_LOOP_INIT)] if _COUNTERS else []),
         "asyncio.tasks": [],  # see _install: tells the runtime what a task is
         "asyncio.events": [("Handle", "_run", _astrace.HOOK_HANDLE_RUN)],
         "selectors": [
@@ -54,7 +56,9 @@ _noted = set()  # _UNSUPPORTED modules already reported
 
 
 def _note(session, text):
-    sys.stderr.write(f"astrace: {text}\n")
+    """A note for the user. It goes to the recorder, which prints it on its
+    own stderr and keeps it in the trace: never to the program's stderr,
+    which the program (or its parent) may be reading."""
     try:
         with open(os.path.join(session, f"{os.getpid()}.note"), "a") as f:
             f.write(text + "\n")
@@ -70,22 +74,6 @@ def _init_tasks(module):
     _astrace.init_tasks(types, [os.path.dirname(os.__file__)], sys.hexversion, pytypes.CodeType)
 
 
-def _wrap_loop_init(cls):
-    """Loop lag: a new loop's ready queue (loop._ready, a deque) becomes one
-    that notes when each callback became ready (runtime/ready_queue.h). Done
-    as the loop is made, before another thread can hold it: a thread that had
-    already read loop._ready would append to the old deque."""
-    import functools
-    original = cls.__init__
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        _astrace.adopt_ready_queue(self)
-
-    cls.__init__ = __init__
-
-
 def _install(modname, module):
     if modname == "asyncio.tasks" and _TASKS:
         _init_tasks(module)
@@ -94,8 +82,6 @@ def _install(modname, module):
         # each callback became ready (runtime/ready_queue.h).
         import collections
         _astrace.init_loop(module, collections.deque if _COUNTERS else None)
-    if modname == "asyncio.base_events" and _COUNTERS and _HOOKS_ON:
-        _wrap_loop_init(module.BaseEventLoop)
     for clsname, attr, kind in _HOOKS.get(modname, ()):
         cls = getattr(module, clsname, None)
         if cls is None:
@@ -133,17 +119,23 @@ class _HookFinder:
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
+        # The module keeps its own loader (__loader__, __spec__.loader: its
+        # get_source, resource readers...): only this one load of it runs
+        # _install after, and the loader is left as it was.
         original_exec = loader.exec_module
 
-        class _Loader:
-            def create_module(self, spec):
-                return loader.create_module(spec)
+        def exec_module(module):
+            try:
+                del loader.exec_module
+            except AttributeError:
+                pass
+            original_exec(module)
+            _install(name, module)
 
-            def exec_module(self, module):
-                original_exec(module)
-                _install(name, module)
-
-        spec.loader = _Loader()
+        try:
+            loader.exec_module = exec_module
+        except (AttributeError, TypeError):  # a loader that takes no attributes: its module goes unhooked
+            return spec
         return spec
 
 
@@ -212,7 +204,8 @@ def _start_sampler(session):
         _astrace.sampler_start(_SAMPLE_RATE, _SAMPLE_CPU, _SAMPLE_NATIVE, _SAMPLE_SIGNAL,
                                probe_line_code, strings, _call_opcodes())
     except (RuntimeError, ValueError) as e:
-        _note(session, f"pid {os.getpid()}: {e}; no stack samples from this process")
+        reason = str(e).removeprefix("astrace: ")
+        _note(session, f"pid {os.getpid()}: {reason}; no stack samples from this process")
         return
     _guard_signal()
 
@@ -235,7 +228,8 @@ def _guard_signal():
                   "which the sampler uses; sampling stopped (astrace record --signal picks another)")
         return original(signalnum, handler)
 
-    _signal.__doc__ = original.__doc__
+    for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+        setattr(_signal, attr, getattr(original, attr))
     signal.signal = _signal
 
 

@@ -15,21 +15,25 @@ def _astrace_start():
         return
     import sys
     if sys.version_info[:2] < (3, 11):
-        text = "pid %d: Python %s is not supported (astrace needs CPython 3.11 or newer); " \
-               "this process is not traced" % (os.getpid(), sys.version.split()[0])
-        sys.stderr.write("astrace: %s\n" % text)
-        try:
-            with open(os.path.join(os.environ["ASTRACE_SESSION"], "%d.note" % os.getpid()), "a") as f:
-                f.write(text + "\n")
-        except (IOError, OSError):
-            pass
+        _note("pid %d: Python %s is not supported (astrace needs CPython 3.11 or newer); "
+              "this process is not traced" % (os.getpid(), sys.version.split()[0]))
         return
     try:
         import astrace_bootstrap
         astrace_bootstrap.start()
     except Exception as exc:  # never break the program
-        import sys
-        sys.stderr.write("astrace: pid %d is not traced: %s\n" % (os.getpid(), exc))
+        _note("pid %d is not traced: %s" % (os.getpid(), exc))
+
+
+def _note(text):
+    """Notes go to the recorder (a file it reads, prints and keeps in the
+    trace), never to the program's stderr."""
+    import os
+    try:
+        with open(os.path.join(os.environ["ASTRACE_SESSION"], "%d.note" % os.getpid()), "a") as f:
+            f.write(text + "\n")
+    except (IOError, OSError):
+        pass
 
 
 def _chain_next_sitecustomize():

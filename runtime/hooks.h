@@ -9,6 +9,7 @@ enum hook_kind {
     HOOK_SELECT,       /* selectors.*Selector.select */
     HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
     HOOK_CREATE_TASK,  /* BaseEventLoop.create_task */
+    HOOK_LOOP_INIT,    /* BaseEventLoop.__init__: the new loop's ready queue is adopted */
 };
 
 /* init_loop(): the TimerHandle class (its _when is its due time) and

@@ -20,6 +20,7 @@
 #include <structmember.h>
 
 #include "emit.h"
+#include "exc_guard.h"
 #include "fast_attr.h"
 #include "hooks.h"
 #include "ready_queue.h"
@@ -74,7 +75,12 @@ static int64_t ready_length(const struct call *c) {
 }
 
 static PyObject *call_run_once(MethodHook *self, const struct call *c) {
-    if (rt_ready()) rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now(), ready_length(c));
+    if (rt_ready()) {
+        struct rt_guard g;
+        rt_guard_enter(&g);
+        rt_write(ASTRACE_REC_LOOP_BEGIN, 0, rt_now(), ready_length(c));
+        rt_guard_leave(&g);
+    }
     rt_tls.loop_depth++;
     PyObject *res = call_original(self, c);
     rt_tls.loop_depth--;
@@ -102,7 +108,10 @@ static int64_t timeout_ns(const struct call *c) {
 static PyObject *call_select(MethodHook *self, const struct call *c) {
     /* Only the selector call made by a loop iteration is the loop's poll. */
     if (rt_tls.loop_depth <= 0) return call_original(self, c);
+    struct rt_guard g;
+    rt_guard_enter(&g);
     rt_emit(ASTRACE_REC_POLL_BEGIN, 0, rt_now(), timeout_ns(c));
+    rt_guard_leave(&g);
     PyObject *res = call_original(self, c);
     int64_t n = -1;
     if (res && PyList_Check(res)) n = PyList_Size(res);
@@ -152,8 +161,10 @@ static void write_callback_begin(uint32_t name, uint64_t ts, PyObject *task, int
 static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
     PyObject *task = NULL;
     void *previous_task = rt_tls.current_task;
+    struct rt_guard g;
     /* Ready first: in a fork child that makes the segment the name goes in. */
     if (rt_ready()) {
+        rt_guard_enter(&g);
         uint32_t name = 0;
         int kind = RT_CB_PLAIN;
         PyObject *cb = arg(c, 0) ? rt_attr_get(&a_callback, arg(c, 0)) : NULL;
@@ -170,13 +181,17 @@ static PyObject *call_handle_run(MethodHook *self, const struct call *c) {
         /* Handles a late timer schedules (the wakeup of a task whose sleep
          * ended) were ready when the timer fell due: they inherit its lag. */
         rt_tls.current_lag = is_timer && lag > 0 ? lag : 0;
+        rt_guard_leave(&g);
     }
     PyObject *res = call_original(self, c);
     rt_tls.current_lag = 0;
-    if (task) /* one record ends the step and its callback; restores current_task */
+    if (task) { /* one record ends the step and its callback; restores current_task */
+        rt_guard_enter(&g); /* the step's exception, if it raised, is the program's */
         rt_task_step_end(task, previous_task, res ? 1 : 2);
-    else
+        rt_guard_leave(&g);
+    } else {
         rt_emit(ASTRACE_REC_CALLBACK_END, 0, rt_now(), res == NULL);
+    }
     return res;
 }
 
@@ -185,10 +200,25 @@ static PyObject *call_create_task(MethodHook *self, const struct call *c) {
     uint64_t start = rt_now(); /* an eager task's first step starts in here */
     PyObject *res = call_original(self, c);
     if (res) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        struct rt_guard g;
+        rt_guard_enter(&g);
         rt_task_created(res, arg(c, 1), start);
-        PyErr_Restore(type, value, tb);
+        rt_guard_leave(&g);
+    }
+    return res;
+}
+
+/* BaseEventLoop.__init__: loop lag needs the new loop's ready queue to note
+ * when each callback became ready (ready_queue.h). Done as the loop is made,
+ * before another thread can hold it: a thread that had already read
+ * loop._ready would append to the old deque. */
+static PyObject *call_loop_init(MethodHook *self, const struct call *c) {
+    PyObject *res = call_original(self, c);
+    if (res && arg(c, 0)) {
+        struct rt_guard g;
+        rt_guard_enter(&g);
+        ready_queue_adopt(arg(c, 0));
+        rt_guard_leave(&g);
     }
     return res;
 }
@@ -201,6 +231,7 @@ static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nar
     case HOOK_SELECT: return call_select(self, &c);
     case HOOK_HANDLE_RUN: return call_handle_run(self, &c);
     case HOOK_CREATE_TASK: return call_create_task(self, &c);
+    case HOOK_LOOP_INIT: return call_loop_init(self, &c);
     default: return call_original(self, &c);
     }
 }

@@ -6,7 +6,6 @@
  *   hook(cls, name, kind)    replace cls.name by a C hook of that kind
  *   init_tasks(types, stdlib_prefixes)  what a task is, which files are not user code
  *   init_loop(asyncio.events, collections.deque or None)  loop lag, ready queue
- *   adopt_ready_queue(loop)  at the end of BaseEventLoop.__init__ (counters on)
  *   gc_callback(phase, info)            for gc.callbacks: GC slices
  *   sampler_start(rate, cpu, native, signo, probe_code, probe_strings, call_ops)
  *                            arm the stack sampler (before thread_started)
@@ -21,6 +20,7 @@
 #include <string.h>
 
 #include "emit.h"
+#include "exc_guard.h"
 #include "hooks.h"
 #include "pyframes.h"
 #include "ready_queue.h"
@@ -87,7 +87,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_CREATE_TASK) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_LOOP_INIT) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -195,14 +195,6 @@ static PyObject *mod_init_loop(PyObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* adopt_ready_queue(loop): called by the bootstrap's BaseEventLoop.__init__
- * wrapper, so loop lag is measured from the loop's first callback. */
-static PyObject *mod_adopt_ready_queue(PyObject *m, PyObject *loop) {
-    (void)m;
-    ready_queue_adopt(loop);
-    Py_RETURN_NONE;
-}
-
 /* gc.callbacks entry: a GC slice on the thread that collects. */
 static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
     (void)m;
@@ -213,16 +205,15 @@ static PyObject *mod_gc_callback(PyObject *m, PyObject *args) {
         s_collected = PyUnicode_InternFromString("collected");
         if (!s_start || !s_generation || !s_collected) return NULL;
     }
-    if (PyTuple_Size(args) != 2) Py_RETURN_NONE;
+    if (PyTuple_Size(args) != 2 || !rt_ready()) Py_RETURN_NONE;
     PyObject *phase = PyTuple_GetItem(args, 0), *info = PyTuple_GetItem(args, 1);
-    if (!rt_ready()) Py_RETURN_NONE;
+    struct rt_guard g;
+    rt_guard_enter(&g);
     int start = phase == s_start || PyUnicode_Compare(phase, s_start) == 0;
     PyObject *v = PyDict_Check(info) ? PyDict_GetItem(info, start ? s_generation : s_collected) : NULL;
     long long n = v ? PyLong_AsLongLong(v) : -1;
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        n = -1;
-    }
+    if (n == -1 && PyErr_Occurred()) PyErr_Clear();
+    rt_guard_leave(&g);
     rt_write(start ? ASTRACE_REC_GC_BEGIN : ASTRACE_REC_GC_END, 0, rt_now(), n);
     Py_RETURN_NONE;
 }
@@ -268,8 +259,6 @@ static PyMethodDef methods[] = {
     {"init_tasks", mod_init_tasks, METH_VARARGS,
      "init_tasks(task_types, stdlib_prefixes, hexversion, CodeType): what a task is, what\n"
      "user code is not, and where coroutine frames keep their line."},
-    {"adopt_ready_queue", mod_adopt_ready_queue, METH_O,
-     "make a new loop's ready queue note when callbacks become ready"},
     {"init_loop", mod_init_loop, METH_VARARGS,
      "init_loop(asyncio.events, counters): Handle/TimerHandle classes; loop lag and ready queue on/off."},
     {"gc_callback", mod_gc_callback, METH_VARARGS, "For gc.callbacks: records garbage collections."},
@@ -304,6 +293,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
         PyModule_AddIntConstant(m, "HOOK_SELECT", HOOK_SELECT) ||
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
         PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
+        PyModule_AddIntConstant(m, "HOOK_LOOP_INIT", HOOK_LOOP_INIT) ||
 
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);

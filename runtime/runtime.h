@@ -75,6 +75,10 @@ int rt_thread_claim(void);                         /* 0 on success, -1 if no rin
 void rt_thread_set_name(const char *name);         /* sets the name on this thread's ring */
 uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be stored */
 void rt_count_no_ring_drop(void);
+void rt_count_runtime_error(void); /* exc_guard.h: astrace's own work failed */
+/* A note for the user: appended to <session>/<pid>.note, which the recorder
+ * prints and keeps in the trace. Never written to the program's stderr. */
+void rt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* sampler.c */
 int rt_sampler_start(int rate_hz, int cpu, int native, int signo, char *err, size_t errlen);

@@ -14,10 +14,18 @@
  * later, by the recorder, outside the process.
  *
  * Everything on_sample() does is async-signal-safe: plain loads, the
- * lock-free ring, clock_gettime. Its reads of interpreter memory run under a
- * fault guard: a SIGSEGV/SIGBUS while a sample is being read jumps back and
- * the sample is counted as unreadable; any other fault goes to whatever
- * handler was there before (faulthandler, or the default action).
+ * lock-free ring, clock_gettime, sigaction. Its reads of interpreter memory
+ * run under a fault guard: a SIGSEGV/SIGBUS while a sample is being read
+ * jumps back and the sample is counted as unreadable.
+ *
+ * The guard's handler is installed only while some thread is reading a
+ * sample (the first one in installs it, the last one out puts back exactly
+ * what was there), not for the whole run. A handler that stayed would sit
+ * below any the program installs later: faulthandler, which CPython's test
+ * runner enables, would then take a guarded fault for a crash, print "Fatal
+ * Python error" into the program's stderr and disable itself. A fault that
+ * is not a sample's, inside that window, puts the program's handler back and
+ * happens again there.
  *
  * The handler is installed with SA_RESTART, so restartable system calls
  * resume after it; calls that always fail with EINTR (sleep, select, poll)
@@ -51,8 +59,39 @@ static struct {
 /* Timer of the thread owning ring i, stored as timer id + 1 (0 = none): a
  * thread's exit and stop() may race to delete it; the exchange decides. */
 static _Atomic intptr_t timer_of_ring[MAX_TIMERS];
-static _Atomic int threads_sampling; /* handlers inside the guarded reads */
-static struct sigaction previous_segv, previous_bus;
+/* The fault guard's window: threads inside guarded reads, under a spin
+ * lock (held only around the sigaction calls, by signal handlers of
+ * different threads), and the program's handlers it set aside. */
+static int threads_sampling;
+static atomic_flag guard_lock = ATOMIC_FLAG_INIT;
+static struct sigaction guard_action, previous_segv, previous_bus;
+
+static void guard_locked(void) {
+    while (atomic_flag_test_and_set_explicit(&guard_lock, memory_order_acquire)) {
+    }
+}
+
+static void guard_unlock(void) {
+    atomic_flag_clear_explicit(&guard_lock, memory_order_release);
+}
+
+static void fault_guard_enter(void) {
+    guard_locked();
+    if (threads_sampling++ == 0) {
+        sigaction(SIGSEGV, &guard_action, &previous_segv);
+        sigaction(SIGBUS, &guard_action, &previous_bus);
+    }
+    guard_unlock();
+}
+
+static void fault_guard_leave(void) {
+    guard_locked();
+    if (--threads_sampling == 0) {
+        sigaction(SIGSEGV, &previous_segv, NULL);
+        sigaction(SIGBUS, &previous_bus, NULL);
+    }
+    guard_unlock();
+}
 
 static void count_unreadable(void) {
     if (rt_seg) atomic_fetch_add_explicit(&rt_seg->samples_unreadable, 1, memory_order_relaxed);
@@ -78,16 +117,16 @@ static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     volatile int npy = -1, nnative = 0;
     uint64_t ts = rt_now();
 
+    fault_guard_enter();
     t->in_sample = 1;
-    atomic_fetch_add_explicit(&threads_sampling, 1, memory_order_acq_rel);
     if (sigsetjmp(t->fault_jump, 0) == 0) {
         npy = pyframes_sample(t->tstate, codes, offsets, ASTRACE_SAMPLE_MAX_PY, &entry, &truncated);
         if (sampler.native && npy >= 0) nnative = native_stack(ucontext, ips, ASTRACE_SAMPLE_MAX_NATIVE);
     } else {
         npy = -1; /* a read faulted */
     }
-    atomic_fetch_sub_explicit(&threads_sampling, 1, memory_order_acq_rel);
     t->in_sample = 0;
+    fault_guard_leave();
     if (npy < 0) {
         count_unreadable();
         return;
@@ -141,24 +180,12 @@ static void on_sample(int signo, siginfo_t *info, void *ucontext) {
 }
 
 static void on_fault(int signo, siginfo_t *info, void *ucontext) {
-    if (atomic_load_explicit(&threads_sampling, memory_order_acquire) > 0 && rt_tls.in_sample)
-        siglongjmp(rt_tls.fault_jump, 1);
-    /* Not ours: hand it to the previous disposition. */
-    struct sigaction *prev = signo == SIGSEGV ? &previous_segv : &previous_bus;
-    if (prev->sa_flags & SA_SIGINFO) {
-        prev->sa_sigaction(signo, info, ucontext);
-        return;
-    }
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(signo);
-        return;
-    }
-    /* Default action: restore it; a real fault happens again on return, a
-     * signal sent by kill() is sent again. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigaction(signo, &dfl, NULL);
+    (void)ucontext;
+    if (rt_tls.in_sample) siglongjmp(rt_tls.fault_jump, 1);
+    /* Not a sample's: put the program's disposition back. A real fault
+     * happens again on return, now to it; a signal sent by kill() or raise()
+     * is sent again. */
+    sigaction(signo, signo == SIGSEGV ? &previous_segv : &previous_bus, NULL);
     if (info->si_code <= 0) raise(signo);
 }
 
@@ -193,12 +220,11 @@ int rt_sampler_start(int rate_hz, int cpu, int native, int signo, char *err, siz
         snprintf(err, errlen, "signal %d: %s", signo, strerror(errno));
         return -1;
     }
-    /* The fault guard: SA_NODEFER so that jumping out of it leaves SIGSEGV
-     * unblocked. */
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
-    sigaction(SIGSEGV, &sa, &previous_segv);
-    sigaction(SIGBUS, &sa, &previous_bus);
+    /* The fault guard, installed around each sample's reads: SA_NODEFER so
+     * that jumping out of it leaves SIGSEGV unblocked. */
+    guard_action = sa;
+    guard_action.sa_sigaction = on_fault;
+    guard_action.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
     if (native) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
     sampler.signo = signo;
     sampler.cpu = cpu;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +171,7 @@ static void create_forked_segment(void) {
     fork_template = NULL;
     atomic_store(&rt_generation, 0);
     if (create_segment(parent, NULL, 0, NULL, NULL, 0, err, sizeof err) != 0)
-        fprintf(stderr, "astrace: pid %d (forked) is not traced: %s\n", getpid(), err);
+        rt_note("pid %d (forked) is not traced: %s", (int)getpid(), err);
     munmap(parent, fork_template_len);
 }
 
@@ -277,6 +278,28 @@ uint32_t rt_string_add(const char *s, size_t len) {
     }
     atomic_flag_clear_explicit(&strings_lock, memory_order_release);
     return id;
+}
+
+void rt_count_runtime_error(void) {
+    if (rt_seg) atomic_fetch_add_explicit(&rt_seg->runtime_errors, 1, memory_order_relaxed);
+}
+
+void rt_note(const char *fmt, ...) {
+    char path[4200], text[1024];
+    if (!session_dir[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof text - 2) n = (int)sizeof text - 2;
+    text[n++] = '\n';
+    snprintf(path, sizeof path, "%s/%d.note", session_dir, (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    ssize_t w = write(fd, text, (size_t)n);
+    (void)w;
+    close(fd);
 }
 
 void rt_count_no_ring_drop(void) {

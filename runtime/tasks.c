@@ -47,16 +47,22 @@ static struct rt_attr a_self = RT_ATTR("__self__"), a_state = RT_ATTR("_state"),
                       a_gi_yieldfrom = RT_ATTR("gi_yieldfrom"), a_cr_code = RT_ATTR("cr_code"),
                       a_gi_code = RT_ATTR("gi_code"), a_cr_frame = RT_ATTR("cr_frame"),
                       a_gi_frame = RT_ATTR("gi_frame"), a_cr_suspended = RT_ATTR("cr_suspended"),
-                      a_children = RT_ATTR("_children"), m_get_coro = RT_ATTR("get_coro"),
+                      a_children = RT_ATTR("_children"), a_coro = RT_ATTR("_coro"),
                       m_get_name = RT_ATTR("get_name");
 static PyTypeObject *coroutine_type, *generator_type, *gathering_type;
 
 /* ---- reported tasks: address -> the name object last reported ------------ */
 
 struct known_task {
-    uintptr_t addr; /* 0 = empty */
-    PyObject *name; /* strong reference */
-    PyObject *coro; /* borrowed: the task holds it while it is pending; NULL if unknown */
+    uintptr_t addr;      /* 0 = empty */
+    Py_hash_t name_hash; /* of the name last reported: no reference is held,
+                            so the program's objects keep their refcounts */
+    /* The task's coroutine as first seen, NULL if unknown: an identity tag.
+     * A task destroyed while pending is never seen to finish, so its entry
+     * stays, and a new task may come to live at its address: each step
+     * compares this with the task's live _coro (rt_task_step_begin), and
+     * only a coroutine so matched, in a step that holds the task, is read. */
+    PyObject *coro;
     uint32_t steps; /* steps begun */
 };
 static struct known_task *known;
@@ -74,11 +80,13 @@ static struct known_task *known_find(uintptr_t a) {
     return NULL;
 }
 
-static void known_put(uintptr_t a, PyObject *name, PyObject *coro) {
+/* `created`: the task's creation (its coroutine, possibly NULL, is set and
+ * its steps restart), else a rename. */
+static void known_put(uintptr_t a, Py_hash_t name_hash, PyObject *coro, int created) {
     if (known_used * 2 >= known_cap) {
         uint32_t ncap = known_cap ? known_cap * 2 : 4096;
         struct known_task *n = PyMem_Calloc(ncap, sizeof *n);
-        if (!n) return;
+        if (!n) return; /* the task stays unknown: it is reported again, as discovered */
         for (uint32_t i = 0; i < known_cap; i++) {
             if (!known[i].addr) continue;
             uint32_t j = hash_addr(known[i].addr) & (ncap - 1);
@@ -93,16 +101,12 @@ static void known_put(uintptr_t a, PyObject *name, PyObject *coro) {
     uint32_t i = hash_addr(a) & mask;
     while (known[i].addr && known[i].addr != a) i = (i + 1) & mask;
     if (!known[i].addr) known_used++;
-    Py_XINCREF(name);
-    Py_XDECREF(known[i].name);
-    if (known[i].addr != a) { /* a new task (possibly at a reused address) */
+    if (known[i].addr != a || created) {
         known[i].coro = coro;
         known[i].steps = 0;
-    } else if (coro) {
-        known[i].coro = coro;
     }
     known[i].addr = a;
-    known[i].name = name;
+    known[i].name_hash = name_hash;
 }
 
 /* Linear-probing removal with backward shift, so lookups stay correct. */
@@ -111,9 +115,7 @@ static void known_remove(uintptr_t a) {
     if (!k) return;
     uint32_t mask = known_cap - 1;
     uint32_t i = (uint32_t)(k - known);
-    Py_XDECREF(known[i].name);
     known[i].addr = 0;
-    known[i].name = NULL;
     known[i].coro = NULL;
     known_used--;
     for (uint32_t j = (i + 1) & mask; known[j].addr; j = (j + 1) & mask) {
@@ -123,7 +125,6 @@ static void known_remove(uintptr_t a) {
         if (!stays) {
             known[i] = known[j];
             known[j].addr = 0;
-            known[j].name = NULL;
             known[j].coro = NULL;
             i = j;
         }
@@ -136,7 +137,6 @@ static void known_check_generation(void) {
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
     if (gen == known_generation) return;
     known_generation = gen;
-    for (uint32_t i = 0; i < known_cap; i++) Py_XDECREF(known[i].name);
     if (known) memset(known, 0, known_cap * sizeof *known);
     known_used = 0;
 }
@@ -386,14 +386,43 @@ static const char *set_name_fields(struct astrace_rec_task_create *rec, PyObject
     return name;
 }
 
-/* True while the task has not finished. (Task.get_coro() on a finished
- * eager task crashes CPython 3.12.0/3.12.1, so it is only asked of these.) */
+/* True while the task has not finished. */
 static int task_pending(PyObject *task) {
     PyObject *state = rt_attr_get(&a_state, task);
     int pending = future_state(state) == FUT_PENDING;
     if (PyErr_Occurred()) PyErr_Clear();
     Py_XDECREF(state);
     return pending;
+}
+
+/* The task's coroutine (new reference), or NULL. Read as _coro, which
+ * every task type has (a C getter, or the Python task's attribute): unlike
+ * Task.get_coro(), it is safe on a finished eager task of CPython
+ * 3.12.0/3.12.1 (None there). */
+static PyObject *task_coro(PyObject *task) {
+    PyObject *coro = rt_attr_get(&a_coro, task);
+    if (coro == Py_None) Py_CLEAR(coro);
+    return coro;
+}
+
+/* A task name's hash (a str caches its own), 0 if it has none. */
+static Py_hash_t name_hash(PyObject *name) {
+    Py_hash_t h = name ? PyObject_Hash(name) : 0;
+    if (h == -1) {
+        PyErr_Clear();
+        h = 0;
+    }
+    return h;
+}
+
+/* `k` (found by the task's address) if it is this very task, NULL if it
+ * belongs to another task that lived at that address and was destroyed
+ * while pending (never seen to finish). */
+static struct known_task *known_same_task(PyObject *task, struct known_task *k) {
+    if (!k) return NULL;
+    PyObject *coro = task_coro(task);
+    Py_XDECREF(coro);
+    return coro == k->coro ? k : NULL;
 }
 
 /* `coro`: the coroutine given to create_task, or NULL to ask the task. */
@@ -406,12 +435,12 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
     rec.parent = flags & ASTRACE_TASK_DISCOVERED ? 0 : (uint64_t)(uintptr_t)rt_tls.current_task;
     rec.location = location;
     rec.flags = flags;
-    /* Coroutine qualname. */
-    if (coro)
-        Py_INCREF(coro);
-    else if (task_pending(task))
-        coro = rt_method_call0(&m_get_coro, task);
-    if (!coro) PyErr_Clear();
+    /* Coroutine qualname: of the coroutine given to create_task if any (a
+     * finished eager task no longer holds it), else the task's. The task's
+     * own is its identity tag (known_same_task). */
+    PyObject *tag = task_coro(task);
+    if (!coro) coro = tag;
+    Py_XINCREF(coro);
     PyObject *code = coro ? code_of(coro) : NULL;
     if (code) {
         const struct code_info *ci = code_info_get(code);
@@ -422,9 +451,10 @@ static void emit_create_at(PyObject *task, PyObject *coro, uint32_t location, ui
     Py_ssize_t name_len;
     const char *name = set_name_fields(&rec, pyname, &name_len);
     write_var(&rec, sizeof rec, name, (size_t)name_len);
-    known_put((uintptr_t)task, pyname, coro && PyObject_TypeCheck(coro, coroutine_type) ? coro : NULL);
+    known_put((uintptr_t)task, name_hash(pyname), tag, 1);
     Py_XDECREF(pyname);
     Py_XDECREF(coro);
+    Py_XDECREF(tag);
 }
 
 static void emit_create(PyObject *task, uint32_t location, int discovered) {
@@ -439,10 +469,8 @@ static void check_rename(PyObject *task, struct known_task *k) {
         PyErr_Clear();
         return;
     }
-    int same = pyname == k->name || (k->name && PyUnicode_Check(pyname) && PyUnicode_Check(k->name) &&
-                                     PyUnicode_Compare(pyname, k->name) == 0);
-    if (PyErr_Occurred()) PyErr_Clear();
-    if (!same) {
+    Py_hash_t hash = name_hash(pyname);
+    if (hash != k->name_hash) {
         struct astrace_rec_task_create rec;
         memset(&rec, 0, sizeof rec);
         rec.h.type = ASTRACE_REC_TASK_RENAME;
@@ -451,7 +479,7 @@ static void check_rename(PyObject *task, struct known_task *k) {
         Py_ssize_t name_len;
         const char *name = set_name_fields(&rec, pyname, &name_len);
         write_var(&rec, sizeof rec, name, (size_t)name_len);
-        known_put((uintptr_t)task, pyname, NULL);
+        known_put((uintptr_t)task, hash, NULL, 0);
     }
     Py_DECREF(pyname);
 }
@@ -491,6 +519,7 @@ void *rt_task_step_begin(void *callback) {
     }
     known_check_generation();
     struct known_task *k = known_find((uintptr_t)task);
+    k = known_same_task(task, k);
     if (!k) {
         emit_create(task, 0, 1);
         k = known_find((uintptr_t)task);
@@ -629,8 +658,8 @@ static uint64_t chain_key(PyObject *obj) {
  * from cached code facts, building a chain's text only once. */
 static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec) {
     struct known_task *k = known_find((uintptr_t)task);
-    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : rt_method_call0(&m_get_coro, task);
-    if (!obj) PyErr_Clear();
+    /* k->coro was matched against the task's own at this step's start. */
+    PyObject *obj = k && k->coro ? (Py_INCREF(k->coro), k->coro) : task_coro(task);
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
     uint64_t key = obj ? chain_key(obj) : 0;
     if (key && !chain_memo) chain_memo = PyMem_Calloc(CHAIN_MEMO_MAX, sizeof *chain_memo);
@@ -664,7 +693,7 @@ static void describe_await(PyObject *task, struct astrace_rec_task_step_end *rec
         rec->target = (uint64_t)(uintptr_t)waiter;
         /* Make sure the awaited task is known by its current name (made with
          * asyncio.Task(), or named after create_task, and not run yet). */
-        struct known_task *awaited = known_find((uintptr_t)waiter);
+        struct known_task *awaited = known_same_task(waiter, known_find((uintptr_t)waiter));
         if (!awaited)
             emit_create(waiter, 0, 1);
         else

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define ASTRACE_SHM_MAGIC 0x3147455354534141ULL /* "AASTSEG1" little-endian */
-#define ASTRACE_SHM_VERSION 4u
+#define ASTRACE_SHM_VERSION 5u
 
 #define ASTRACE_THREAD_NAME_MAX 64
 #define ASTRACE_TEXT_MAX 1024
@@ -135,6 +135,9 @@ struct astrace_seg_header {
     uint32_t sample_flags;               /* ASTRACE_SAMPLE_* */
     _Atomic uint64_t samples_unreadable; /* signals whose Python stack could not be read */
     struct astrace_py_layout py;         /* how the recorder reads code objects (valid once py.ready) */
+    /* Version 5: failures of astrace's own work inside the program (a hook
+     * whose attribute read or call failed); the program never sees them. */
+    _Atomic uint64_t runtime_errors;
 };
 
 _Static_assert(sizeof(struct astrace_ring_header) == 256, "ring header layout");

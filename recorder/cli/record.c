@@ -65,8 +65,9 @@ static void record_usage(FILE *out) {
           "\n"
           "      --slow-callback-ms N  mark callbacks and loop iterations busy this long (default\n"
           "                         100, like asyncio's debug mode; 0 = off)\n"
-          "  -q, --quiet            no progress or summary lines on stderr (progress: every 10 s\n"
-          "                         when stderr is a terminal)\n"
+          "  -q, --quiet            no progress, notes or summary lines on stderr (progress:\n"
+          "                         every 10 s when stderr is a terminal; notes are kept in\n"
+          "                         the trace's summary either way)\n"
           "      --stats-json PATH  write the run's numbers (events, bytes, drops, recorder CPU\n"
           "                         time) as JSON to PATH, for benchmarks and scripts\n"
           "  -h, --help             this text\n"
@@ -381,6 +382,7 @@ int cmd_record(int argc, char **argv) {
         return 2;
     }
     sess.exit_status_of = exit_status_of;
+    sess.quiet_notes = quiet;
     warn_unreachable_python(cmd);
 
     char sampler_desc[64] = "off";

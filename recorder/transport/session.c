@@ -65,22 +65,48 @@ static int valid_header(const struct astrace_seg_header *h, size_t len) {
     return 1;
 }
 
+/* A note's text after its "pid N: " prefix: the same note from many
+ * processes (every worker of a pool) is said once. */
+static const char *note_text(const char *line) {
+    const char *p = line;
+    if (strncmp(p, "pid ", 4) != 0) return line;
+    for (p += 4; *p >= '0' && *p <= '9'; p++) {
+    }
+    return strncmp(p, ": ", 2) == 0 ? p + 2 : line;
+}
+
+/* Whether the note was said already (by any process); remembers it. */
+static int note_said(struct session *s, const char *line) {
+    const char *text = note_text(line);
+    for (size_t at = 0; at < s->notes_said.len; at += strlen((const char *)s->notes_said.data + at) + 1)
+        if (!strcmp((const char *)s->notes_said.data + at, text)) return 1;
+    buf_append(&s->notes_said, text, strlen(text) + 1);
+    return 0;
+}
+
+/* A note for the user: printed now (the runtime never writes to the
+ * program's stderr, so the recorder says it) and kept for the trace's
+ * summary, where notes are joined with "; " into one NUL-terminated string. */
+static void add_note(struct session *s, const char *line) {
+    if (note_said(s, line)) return;
+    if (!s->quiet_notes) warnx_("%s", line);
+    if (s->notes.len && s->notes.data[s->notes.len - 1] == 0) {
+        s->notes.len--;
+        buf_append(&s->notes, "; ", 2);
+    }
+    buf_append(&s->notes, line, strlen(line));
+    buf_append(&s->notes, "", 1);
+}
+
 static void read_note(struct session *s, const char *name) {
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
     FILE *f = fopen(path, "r");
     if (!f) return;
     char line[1024];
-    /* Notes are joined with "; " into one NUL-terminated string. */
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        if (s->notes.len && s->notes.data[s->notes.len - 1] == 0) {
-            s->notes.len--;
-            buf_append(&s->notes, "; ", 2);
-        }
-        buf_append(&s->notes, line, strlen(line));
-        buf_append(&s->notes, "", 1);
+        if (line[0]) add_note(s, line);
     }
     fclose(f);
     unlink(path);
@@ -374,6 +400,15 @@ void session_reap(struct session *s, struct encoder *enc, int all) {
         s->samples_dropped += samples_dropped;
         s->samples_unreadable += samples_unreadable;
         encoder_sample_losses(v->proc, samples_dropped, samples_unreadable);
+        uint64_t runtime_errors = atomic_load(&v->hdr->runtime_errors);
+        if (runtime_errors) {
+            char note[160];
+            snprintf(note, sizeof note,
+                     "pid %d: %llu of astrace's own reads inside the program failed and were skipped "
+                     "(the program was not affected)",
+                     (int)v->hdr->pid, (unsigned long long)runtime_errors);
+            add_note(s, note);
+        }
         encoder_end_process(v->proc, how, dropped);
         v->proc = NULL;
         forget_segment(s, v);
@@ -401,4 +436,5 @@ void session_destroy(struct session *s) {
     }
     rmdir(s->dir);
     buf_free(&s->notes);
+    buf_free(&s->notes_said);
 }

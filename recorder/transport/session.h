@@ -27,6 +27,8 @@ struct session {
     uint64_t samples_dropped, samples_unreadable;               /* sample losses, finished segments */
     uint32_t processes;                                         /* segments seen */
     struct buf notes;                                           /* text of <pid>.note files, NUL-terminated */
+    int quiet_notes;                                            /* keep notes for the trace only */
+    struct buf notes_said; /* each note's text (after "pid N: ") once, NUL-separated */
     int (*exit_status_of)(pid_t pid, char *out, size_t outlen); /* how a reaped pid ended */
     struct tsc_map tsc;                                         /* for segments with TSC timestamps */
     union {                                                     /* a TSC-stamped record, converted */
