@@ -9,10 +9,15 @@ can report them at the end.
 import os
 import sys
 
-# CPython versions whose asyncio internals the hooks have been checked against.
-SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14))
+# CPython versions whose asyncio internals the hooks have been checked
+# against. A newer one is traced too, with a note: each hook checks that
+# the method it wraps exists, and the sampler reads frames only through a
+# layout that has read this interpreter's own frames right (py_offsets.h).
+TESTED = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
+# Free-threaded builds (3.13t, 3.14t) cannot load a stable-ABI extension.
+_FREE_THREADED = "t" in getattr(sys, "abiflags", "")
 
-if sys.version_info[:2] in SUPPORTED:
+if sys.version_info[:2] >= TESTED[0] and not _FREE_THREADED:
     import _astrace
 else:
     _astrace = None
@@ -235,10 +240,17 @@ def _guard_signal():
 
 def start():
     session = os.environ["ASTRACE_SESSION"]
-    if sys.version_info[:2] not in SUPPORTED:
-        _note(session, f"pid {os.getpid()}: Python {sys.version.split()[0]} is not supported "
-                       f"(supported: {', '.join('%d.%d' % v for v in SUPPORTED)}); this process is not traced")
+    if _FREE_THREADED:
+        _note(session, f"pid {os.getpid()}: Python {sys.version.split()[0]} is a free-threaded build, "
+                       "which astrace does not support; this process is not traced")
         return
+    if _astrace is None:
+        _note(session, f"pid {os.getpid()}: Python {sys.version.split()[0]} is not supported "
+                       f"(astrace needs CPython 3.11 or newer); this process is not traced")
+        return
+    if sys.version_info[:2] > TESTED[-1]:
+        _note(session, f"pid {os.getpid()}: Python {sys.version.split()[0]} is newer than astrace was tested "
+                       f"with ({'.'.join(map(str, TESTED[-1]))}); hooks whose methods are missing stay off")
     argv = list(getattr(sys, "orig_argv", sys.argv))
     _astrace.start(session, sys.version.split("\n")[0], sys.hexversion, sys.executable or "", argv,
                    int(os.environ.get("ASTRACE_RING_SIZE", 16 << 20)),

@@ -122,7 +122,8 @@ static PyObject *mod_sampler_start(PyObject *m, PyObject *args) {
     }
     char err[512];
     if (!pyframes_init(rt_seg->python_hexversion, (PyObject *)Py_TYPE(probe_code))) {
-        PyErr_Format(PyExc_RuntimeError, "astrace: this Python's interpreter frames are not known to the sampler");
+        PyErr_Format(PyExc_RuntimeError, "this Python's interpreter frames cannot be read: %s",
+                     pyframes_unavailable());
         return NULL;
     }
     struct astrace_py_layout layout;

@@ -1,88 +1,48 @@
 /* Implementation of pyframes.h.
  *
- * Layout facts per CPython minor version, from its headers
- * (Include/cpython/pystate.h, Include/internal/pycore_frame.h,
- * Include/cpython/genobject.h), read with offsetof() against each version:
- *
- *                                3.11   3.12   3.13
- *   PyThreadState -> frame       cframe(56)->current_frame(8)
- *                                       cframe(56)->current_frame(0)
- *                                              current_frame(72)
- *   frame.previous                 48      8      8
- *   frame code object              32      0      0   (f_code / f_executable)
- *   frame instruction pointer      56     56     56   (prev_instr / instr_ptr)
- *   frame owner (char)             69     70     70   (3 = C-stack shim, 3.12+)
- *   coroutine's embedded frame     80     72     72
- *   frame.is_entry (bool)          68      -      -   (3.12+: a C-stack shim
- *                                                      frame precedes an entry)
- *   frame.stacktop (int)           64                  (read for 3.11 only)
- *   frame.localsplus               72                  (read for 3.11 only)
- *   coroutine's frame state (i8)   75                  (read for 3.11 only;
- *                                                      -1: suspended)
- *   RESUME / RESUME_QUICK opcode  151/150              (read for 3.11 only)
- *   instructions in a code object  types.CodeType.__basicsize__
- *
- * Checks on every read: a frame's code must be a code object, an instruction
- * offset must fall inside its code, a coroutine's frame must hold the
- * coroutine's own code, and a walk stops after MAX_DEPTH frames.
+ * The layout comes from py_offsets.h (the interpreter's published offsets,
+ * or the 3.11/3.12 table) and is used only once it has read the calling
+ * thread's own frames right (check_layout). Checks on every read: a frame's
+ * code must be a code object, an instruction offset must fall inside its
+ * code, a coroutine's frame must hold the coroutine's own code, and a walk
+ * stops after MAX_DEPTH frames.
  */
 #include "pyframes.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "py_offsets.h"
 
 /* Exported by every CPython 3.x, outside the limited API's headers. */
 PyAPI_FUNC(int) PyCode_Addr2Line(PyCodeObject *, int);
 
 #define MAX_DEPTH 256
-#define OWNER_CSTACK 3
 
-struct layout {
-    int minor;
-    ptrdiff_t tstate_cframe; /* -1: the thread state holds the frame itself */
-    ptrdiff_t current_frame; /* in the cframe, or in the thread state */
-    ptrdiff_t previous, code, instr, owner;
-    ptrdiff_t coro_frame;
-    ptrdiff_t is_entry; /* -1: entries are marked by shim frames */
-    /* What a suspended coroutine awaits (-1: not read this way here). */
-    ptrdiff_t coro_state, stacktop, localsplus;
-    int resume_op, resume_quick_op;
-};
-
-static const struct layout layouts[] = {
-    {11, 56, 8, 48, 32, 56, 69, 80, 68, 75, 64, 72, 151, 150},
-    {12, 56, 0, 8, 0, 56, 70, 72, -1, -1, -1, -1, -1, -1},
-    {13, -1, 72, 8, 0, 56, 70, 72, -1, -1, -1, -1, -1, -1},
-};
-
-static const struct layout *layout;
-static Py_ssize_t code_base;
+static struct py_frame_layout layout_store;
+static const struct py_frame_layout *layout;
 static PyTypeObject *code_type_obj;
-
-int pyframes_init(long hexversion, PyObject *code_type) {
-    int major = (int)((hexversion >> 24) & 0xff), minor = (int)((hexversion >> 16) & 0xff);
-    if (layout && code_type_obj == (PyTypeObject *)code_type) return 1; /* tasks and sampler both ask */
-    layout = NULL;
-    code_type_obj = NULL;
-    PyObject *bs = PyObject_GetAttrString(code_type, "__basicsize__");
-    code_base = bs ? PyLong_AsSsize_t(bs) : -1;
-    Py_XDECREF(bs);
-    if (PyErr_Occurred()) PyErr_Clear();
-    if (major != 3 || code_base <= 0) return 0;
-    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
-        if (layouts[i].minor == minor) layout = &layouts[i];
-    if (layout) {
-        Py_INCREF(code_type);
-        code_type_obj = (PyTypeObject *)code_type;
-    }
-    return layout != NULL;
-}
+static char unavailable[200] = "not initialized";
 
 static void *read_ptr(const void *base, ptrdiff_t off) {
     void *v;
     memcpy(&v, (const char *)base + off, sizeof v);
     return v;
+}
+
+/* A frame's code object (its f_executable, untagged), or NULL if the frame
+ * holds something else. */
+static PyObject *frame_code(const char *frame) {
+    PyObject *code = (PyObject *)((uintptr_t)read_ptr(frame, layout->code) & layout->code_mask);
+    return code && Py_TYPE(code) == code_type_obj ? code : NULL;
+}
+
+/* A C-stack shim frame (3.12+): no Python code, it marks where one C-level
+ * call of the eval loop entered. */
+static int is_shim(const char *frame) {
+    return layout->shim_owner && *(const char *)(frame + layout->owner) >= layout->shim_owner;
 }
 
 /* Length in bytes of a code object's instructions (its ob_size counts
@@ -96,7 +56,7 @@ static Py_ssize_t code_bytes_of(PyObject *code) {
 /* Byte offset of the instruction `instr` in `code`, or -1 if it is not
  * inside it (code_bytes <= 0: no upper bound known). */
 static int offset_of(PyObject *code, const char *instr, Py_ssize_t code_bytes) {
-    ptrdiff_t offset = instr - ((const char *)code + code_base);
+    ptrdiff_t offset = instr - ((const char *)code + layout->code_base);
     if (offset < 0 || offset > INT32_MAX || (code_bytes > 0 && offset >= code_bytes)) return -1;
     return (int)offset;
 }
@@ -108,7 +68,7 @@ int pyframes_line(PyObject *code, int offset) {
 int pyframes_coro_offset(PyObject *obj, PyObject *code, Py_ssize_t code_bytes) {
     if (!layout || code_bytes <= 0) return -1;
     const char *frame = (const char *)obj + layout->coro_frame;
-    if (read_ptr(frame, layout->code) != code) return -1;
+    if (frame_code(frame) != code) return -1;
     return offset_of(code, read_ptr(frame, layout->instr), code_bytes);
 }
 
@@ -119,8 +79,8 @@ int pyframes_coro_suspended(PyObject *obj, PyObject **code, int *offset, PyObjec
     if (!layout || layout->coro_state < 0) return 0;
     if (*(const int8_t *)((const char *)obj + layout->coro_state) != -1) return 0; /* not suspended */
     const char *frame = (const char *)obj + layout->coro_frame;
-    PyObject *c = read_ptr(frame, layout->code);
-    if (!c || Py_TYPE(c) != code_type_obj) return 0;
+    PyObject *c = frame_code(frame);
+    if (!c) return 0;
     Py_ssize_t code_bytes = code_bytes_of(c);
     const char *instr = read_ptr(frame, layout->instr);
     int at = offset_of(c, instr, code_bytes);
@@ -141,8 +101,7 @@ int pyframes_coro_suspended(PyObject *obj, PyObject **code, int *offset, PyObjec
 
 PyObject *pyframes_coro_code(PyObject *obj) {
     if (!layout) return NULL;
-    PyObject *code = read_ptr((const char *)obj + layout->coro_frame, layout->code);
-    return code && Py_TYPE(code) == code_type_obj ? code : NULL;
+    return frame_code((const char *)obj + layout->coro_frame);
 }
 
 /* The innermost interpreter frame of thread state `ts` (NULL: none), read
@@ -166,15 +125,15 @@ int pyframes_sample(const void *ts, uint64_t *codes, uint32_t *offsets, int max,
     if (!ts || top_frame(ts, &frame) != 0) return -1;
     int n = 0;
     for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
-        if (layout->minor >= 12 && *(const char *)(frame + layout->owner) == OWNER_CSTACK) {
+        if (is_shim(frame)) {
             if (n > 0 && n <= 64) *entry |= 1ull << (n - 1);
         } else {
             if (n == max) {
                 *truncated = 1;
                 return n;
             }
-            PyObject *code = read_ptr(frame, layout->code);
-            if (!code || Py_TYPE(code) != code_type_obj) return -1;
+            PyObject *code = frame_code(frame);
+            if (!code) return -1;
             codes[n] = (uint64_t)(uintptr_t)code;
             offsets[n] = (uint32_t)offset_of(code, read_ptr(frame, layout->instr), code_bytes_of(code));
             if (layout->is_entry >= 0 && *(const char *)(frame + layout->is_entry) && n < 64) *entry |= 1ull << n;
@@ -189,13 +148,81 @@ int pyframes_walk_current(pyframes_visit fn, void *arg) {
     const char *frame;
     if (top_frame(PyThreadState_Get(), &frame) != 0) return -1;
     for (int depth = 0; frame && depth < MAX_DEPTH; depth++) {
-        if (*(const char *)(frame + layout->owner) != OWNER_CSTACK || layout->minor < 12) {
-            PyObject *code = read_ptr(frame, layout->code);
-            if (!code || Py_TYPE(code) != code_type_obj) return -1;
+        if (!is_shim(frame)) {
+            PyObject *code = frame_code(frame);
+            if (!code) return -1;
             int r = fn(code, offset_of(code, read_ptr(frame, layout->instr), 0), arg);
             if (r) return r;
         }
         frame = read_ptr(frame, layout->previous);
     }
     return 0;
+}
+
+/* ---- setup -------------------------------------------------------------------- */
+
+struct frames_seen {
+    int count, bad_offset;
+    PyObject *innermost;
+};
+
+static int see_frame(PyObject *code, int offset, void *arg) {
+    struct frames_seen *seen = arg;
+    if (seen->count++ == 0) seen->innermost = code;
+    if (offset < 0 || offset >= code_bytes_of(code)) seen->bad_offset = 1;
+    return 0;
+}
+
+/* A candidate layout is used only if it reads the calling thread's frames
+ * the way the interpreter itself reports them: the innermost code object is
+ * PyEval_GetFrame()'s, every frame holds a code object with its instruction
+ * inside it, and the chain ends within MAX_DEPTH frames. */
+static int check_layout(void) {
+    struct frames_seen seen = {0, 0, NULL};
+    const char *frame;
+    if (top_frame(PyThreadState_Get(), &frame) != 0) return 0;
+    int depth = 0;
+    while (frame && depth <= MAX_DEPTH) {
+        frame = read_ptr(frame, layout->previous);
+        depth++;
+    }
+    if (depth > MAX_DEPTH) return 0;
+    if (pyframes_walk_current(see_frame, &seen) != 0 || !seen.count || seen.bad_offset) return 0;
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
+    PyObject *code = f ? (PyObject *)PyFrame_GetCode(f) : NULL;
+    int same = code && code == seen.innermost;
+    Py_XDECREF(code);
+    return same;
+}
+
+int pyframes_init(long hexversion, PyObject *code_type) {
+    if (layout && code_type_obj == (PyTypeObject *)code_type) return 1; /* tasks and sampler both ask */
+    layout = NULL;
+    PyObject *types = PyImport_ImportModule("types");
+    PyObject *coro_type = types ? PyObject_GetAttrString(types, "CoroutineType") : NULL;
+    Py_XDECREF(types);
+    if (!coro_type) {
+        PyErr_Clear();
+        snprintf(unavailable, sizeof unavailable, "types.CoroutineType not found");
+        return 0;
+    }
+    int found = py_offsets_find(hexversion, code_type, coro_type, &layout_store, unavailable, sizeof unavailable);
+    Py_DECREF(coro_type);
+    if (!found) return 0;
+    Py_INCREF(code_type);
+    Py_XDECREF((PyObject *)code_type_obj);
+    code_type_obj = (PyTypeObject *)code_type;
+    layout = &layout_store;
+    if (!check_layout()) {
+        layout = NULL;
+        snprintf(unavailable, sizeof unavailable,
+                 "this Python's frames do not read as its %s offsets say (Python 3.%d)",
+                 layout_store.minor >= 13 ? "published" : "known", layout_store.minor);
+        return 0;
+    }
+    return 1;
+}
+
+const char *pyframes_unavailable(void) {
+    return layout ? NULL : unavailable;
 }

@@ -14,10 +14,12 @@
 
 #include "pyhead.h"
 
-/* hexversion: sys.hexversion; code_type: types.CodeType (its basicsize is
- * where a code object's instructions start). Returns 1 if this version's
- * layout is known. */
+/* hexversion: sys.hexversion; code_type: types.CodeType. Returns 1 if
+ * this interpreter's frames can be read (py_offsets.h); call with the GIL,
+ * from Python code. Else pyframes_unavailable() says why (NULL once they
+ * can be read). */
 int pyframes_init(long hexversion, PyObject *code_type);
+const char *pyframes_unavailable(void);
 
 /* Instruction offset (in bytes) the suspended coroutine or generator `obj`
  * whose code is `code` (code_bytes long) is paused at, or -1 when it cannot

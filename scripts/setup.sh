@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh            (as root, or with sudo available)
 #
-# Environment: BUILD_DIR (default build), SKIP_APT=1 to skip package install.
+# Environment: BUILD_DIR (default build), SKIP_APT=1 to skip package install,
+# SKIP_PYTHONS=1 to skip installing CPython 3.14/3.15 into /opt/pythons.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -26,6 +27,17 @@ if [[ "${SKIP_APT:-0}" != 1 ]]; then
     echo "setup: installing ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+# CPython 3.14 and 3.15 (Debian unstable's builds, test suite included), so
+# the tests cover every interpreter astrace supports. Needs ../shared and root.
+if [[ "${SKIP_PYTHONS:-0}" != 1 ]]; then
+  tool=../shared/tools/debian-python.sh
+  if [[ -x $tool || -f $tool ]] && [[ $(id -u) -eq 0 ]]; then
+    bash "$tool" 3.14 3.15
+  else
+    echo "setup: not installing CPython 3.14/3.15 ($tool missing or not root); their tests will be skipped"
   fi
 fi
 

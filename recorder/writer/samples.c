@@ -50,7 +50,8 @@ struct native_frame_names {
     char *mapping_key;
     char *path;
     uint64_t start, end, offset, rel_pc;
-    int is_eval; /* the eval loop: replaced by Python frames */
+    int is_eval;       /* the eval loop: replaced by Python frames */
+    int is_code_entry; /* PyEval_EvalCode: where a module's code starts running */
     struct frame_iid_cache iid;
 };
 
@@ -156,6 +157,7 @@ static struct native_frame_names *native_names(struct sample_state *s, uint64_t 
         f->offset = loc.map_offset;
         f->rel_pc = loc.rel_pc;
         f->is_eval = loc.function && !strcmp(loc.function, "_PyEval_EvalFrameDefault");
+        f->is_code_entry = loc.function && !strcmp(loc.function, "PyEval_EvalCode");
     } else {
         snprintf(text, sizeof text, "0x%" PRIx64, pc);
         f->function = xstrdup(text);
@@ -305,9 +307,10 @@ void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrac
      * next group of Python frames (a group ends at a frame marked in
      * `entry`; past bit 63 the rest is one group). */
     struct frame_ref refs[MAX_FRAMES];
-    size_t n = 0, next_py = 0;
+    size_t n = 0, next_py = 0, code_entry = SIZE_MAX;
     for (size_t i = 0; i < nnative && n < MAX_FRAMES; i++) {
         struct native_frame_names *f = native_names(s, i == 0 ? ips[i] : ips[i] - 1);
+        if (f->is_code_entry && code_entry == SIZE_MAX) code_entry = n;
         if (f->is_eval && next_py < npy) {
             size_t end = next_py;
             while (end < npy && !(end < 64 && (r->entry >> end) & 1)) end++;
@@ -324,6 +327,19 @@ void enc_sample(struct enc_process *p, struct enc_thread *t, const struct astrac
                                        .offset = f->offset,
                                        .rel_pc = f->rel_pc ? f->rel_pc : 1,
                                        .cache = &f->iid};
+    }
+    /* No eval-loop frame at all, as in an interpreter whose eval loop has
+     * no symbol (stripped, or a tail-calling build where opcode handlers
+     * stand in for it): the Python frames go right inside the innermost
+     * PyEval_EvalCode (exported by every CPython), the native frames of
+     * the interpreter's innards inside them. */
+    if (next_py == 0 && npy > 0 && code_entry != SIZE_MAX) {
+        struct frame_ref outer[MAX_FRAMES];
+        size_t nouter = n - code_entry;
+        memcpy(outer, refs + code_entry, nouter * sizeof *outer);
+        n = put_python(s, refs, code_entry, codes, offsets, 0, npy);
+        next_py = npy;
+        for (size_t i = 0; i < nouter && n < MAX_FRAMES; i++) refs[n++] = outer[i];
     }
     /* Python frames not matched to an eval-loop frame (Python-only samples,
      * or an unwind that stopped early) go outermost. */
