@@ -94,6 +94,7 @@ static void fill(struct code_info *ci, PyObject *code) {
     const char *last = strrchr(ci->qualname_text, '.');
     const char *fname = last ? last + 1 : ci->qualname_text;
     ci->is_dunder = !strncmp(fname, "__", 2);
+    ci->is_private = fname[0] == '_' && !ci->is_dunder;
     ci->qualname = rt_string_add(ci->qualname_text, strlen(ci->qualname_text));
     if (!ci->is_user) {
         /* Module-level asyncio functions read "asyncio.sleep()", methods

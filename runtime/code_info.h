@@ -14,6 +14,7 @@ struct code_info {
     uint32_t await_label;  /* string id: "await asyncio.sleep()" (stdlib code only) */
     uint8_t is_user;       /* not asyncio and not the standard library */
     uint8_t is_dunder;     /* __aenter__ and friends: look one level deeper for the label */
+    uint8_t is_private;    /* _aexit and friends: never the label under a dunder */
     Py_ssize_t code_bytes; /* len(co_code): bounds for instruction offsets */
     char qualname_text[96];
     char basename[64];

@@ -58,6 +58,8 @@ struct rt_thread {
     void *tstate; /* PyThreadState* */
     volatile sig_atomic_t in_sample;
     uint64_t cpu_mark; /* cpu mode: thread CPU time sampled up to */
+    uint64_t sample_end_ns; /* CLOCK_MONOTONIC when this thread's last sample ended */
+    uint32_t ticks_skipped; /* since then, for want of time (sampler.c) */
     sigjmp_buf fault_jump;
 };
 

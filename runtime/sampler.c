@@ -109,6 +109,21 @@ static int native_stack(void *ucontext, uint64_t *ips, int max) {
     return n;
 }
 
+/* Adds each code object's identity tag to its code word (record.h), read
+ * at the offsets the runtime found for the recorder (rt_seg->py). Inside
+ * the fault guard. */
+static void tag_codes(uint64_t *codes, int n) {
+    const struct astrace_py_layout *l = &rt_seg->py;
+    for (int i = 0; i < n; i++) {
+        const char *code = (const char *)(uintptr_t)codes[i];
+        uint64_t qualname;
+        int32_t firstlineno;
+        memcpy(&qualname, code + l->code_qualname, sizeof qualname);
+        memcpy(&firstlineno, code + l->code_firstlineno, sizeof firstlineno);
+        codes[i] = astrace_code_word(codes[i], astrace_code_tag(qualname, firstlineno));
+    }
+}
+
 static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     uint64_t codes[ASTRACE_SAMPLE_MAX_PY], ips[ASTRACE_SAMPLE_MAX_NATIVE];
     uint32_t offsets[ASTRACE_SAMPLE_MAX_PY];
@@ -121,6 +136,7 @@ static void take_sample(struct rt_thread *t, void *ucontext, int missed) {
     t->in_sample = 1;
     if (sigsetjmp(t->fault_jump, 0) == 0) {
         npy = pyframes_sample(t->tstate, codes, offsets, ASTRACE_SAMPLE_MAX_PY, &entry, &truncated);
+        tag_codes(codes, npy);
         if (sampler.native && npy >= 0) nnative = native_stack(ucontext, ips, ASTRACE_SAMPLE_MAX_NATIVE);
     } else {
         npy = -1; /* a read faulted */
@@ -168,14 +184,31 @@ static int used_cpu(struct rt_thread *t) {
     return 1;
 }
 
+/* A sample can take longer than the interval (deep native stacks at 10 kHz
+ * on a slow machine): ticks would then follow each other with no time for
+ * the thread's own work in between. So a tick less than half an interval
+ * after the thread's last sample ended is skipped; in wall mode the next
+ * sample counts it as missed, so samples still weigh the time they stand for. */
+static int too_soon(struct rt_thread *t, int overrun) {
+    uint64_t now = rt_clock_ns(CLOCK_MONOTONIC);
+    if (now - t->sample_end_ns >= (uint64_t)sampler.interval_ns / 2) return 0;
+    t->ticks_skipped += 1 + (uint32_t)(overrun > 0 ? overrun : 0);
+    return 1;
+}
+
 static void on_sample(int signo, siginfo_t *info, void *ucontext) {
     (void)signo;
     int saved_errno = errno;
     struct rt_thread *t = &rt_tls;
     /* Only our timers' signals; a kill() of the signal is ignored. */
     if (info->si_code == SI_TIMER && t->has_samples && !t->in_sample &&
-        t->generation == atomic_load_explicit(&rt_generation, memory_order_relaxed) && (!sampler.cpu || used_cpu(t)))
-        take_sample(t, ucontext, sampler.cpu ? 0 : info->si_overrun);
+        t->generation == atomic_load_explicit(&rt_generation, memory_order_relaxed) &&
+        !too_soon(t, info->si_overrun) && (!sampler.cpu || used_cpu(t))) {
+        int missed = sampler.cpu ? 0 : info->si_overrun + (int)t->ticks_skipped;
+        take_sample(t, ucontext, missed);
+        t->ticks_skipped = 0;
+        t->sample_end_ns = rt_clock_ns(CLOCK_MONOTONIC);
+    }
     errno = saved_errno;
 }
 

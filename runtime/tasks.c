@@ -609,9 +609,11 @@ static int describe_chain(PyObject *obj, uint32_t *chain, uint32_t *label_out, u
             user_location = at >= 0 ? code_location_at(code, ci, at) : code_location_id(code, ci, -at - 1);
             label = 0;
             label_is_dunder = 0;
-        } else if ((!label || label_is_dunder) && !(label && ci->is_dunder)) {
+        } else if ((!label || label_is_dunder) && !(label && (ci->is_dunder || ci->is_private))) {
             /* The first stdlib coroutine under the user code names the await,
-             * looking through __aenter__-style wrappers. */
+             * looking through __aenter__-style wrappers to the public method
+             * they call (Lock.__aenter__ -> Lock.acquire), not to a private
+             * helper (3.14's TaskGroup.__aexit__ -> _aexit). */
             label = ci->await_label;
             label_is_dunder = ci->is_dunder;
         }

@@ -107,8 +107,8 @@ struct astrace_rec_task_step_end {
 };
 
 /* One stack sample, taken by the sampler's signal handler on the sampled
- * thread. Follows: uint64_t code[py_depth] (code object addresses, innermost
- * first), uint32_t offset[py_depth] (byte offset of the instruction each
+ * thread. Follows: uint64_t code[py_depth] (code words, innermost first:
+ * see astrace_code_word), uint32_t offset[py_depth] (byte offset of the instruction each
  * frame is at, -1 unknown) padded to 8, then uint64_t ip[native_depth]
  * (return addresses, innermost first; the first is the interrupted pc).
  * Bit i of `entry` (i < 64) marks Python frame i as the outermost frame of
@@ -124,6 +124,20 @@ struct astrace_rec_sample {
                       * space meanwhile, so they had this same stack. */
     uint64_t entry;
 };
+
+/* A sampled frame's code word: the code object's address in the low 48
+ * bits, and in the top 16 a tag of the object's identity (its qualname
+ * object's address and first line). Code objects die (a module's body once
+ * it is imported) and others take their address: the recorder, which names
+ * code objects later and caches the names, tells them apart by the tag. */
+#define ASTRACE_CODE_ADDR_MASK ((1ull << 48) - 1)
+static inline uint64_t astrace_code_tag(uint64_t qualname, int32_t firstlineno) {
+    uint64_t h = (qualname >> 3) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)firstlineno * 0xC2B2AE3D27D4EB4Full;
+    return h >> 48;
+}
+static inline uint64_t astrace_code_word(uint64_t code, uint64_t tag) {
+    return (code & ASTRACE_CODE_ADDR_MASK) | tag << 48;
+}
 
 enum astrace_sample_rec_flags {
     ASTRACE_SAMPLE_TRUNCATED = 1,

@@ -21,6 +21,7 @@ struct code_entry {
     size_t linetable_len;
     int firstlineno;
     uint64_t units; /* instructions, in 2-byte code units */
+    uint64_t tag;   /* the identity tag of the object read (record.h: astrace_code_tag) */
     int readable;
 };
 
@@ -128,9 +129,12 @@ static char *read_str(struct py_remote *r, uint64_t obj) {
     return out;
 }
 
-static struct code_entry *code_entry(struct py_remote *r, uint64_t code) {
+/* The code object at `code` whose identity tag is `tag`: cached, or read
+ * now. An entry for an earlier object at that address is replaced. */
+static struct code_entry *code_entry(struct py_remote *r, uint64_t code, uint64_t tag) {
     struct code_entry *c = u64map_get(&r->codes, code);
-    if (c) return c;
+    if (c && c->tag == tag) return c;
+    if (c) free_code(c);
     c = xcalloc(1, sizeof *c);
     u64map_put(&r->codes, code, c);
     const struct astrace_py_layout *l = &r->layout;
@@ -141,6 +145,8 @@ static struct code_entry *code_entry(struct py_remote *r, uint64_t code) {
         read_u64(r, code + l->code_linetable, &linetable) ||
         read_mem(r, code + l->code_firstlineno, &firstlineno, sizeof firstlineno))
         return c;
+    c->tag = astrace_code_tag(qualname, firstlineno);
+    if (c->tag != tag) return c; /* the sampled object is gone: another lives there now */
     c->qualname = read_str(r, qualname);
     c->file = read_str(r, filename);
     c->firstlineno = firstlineno;
@@ -321,8 +327,9 @@ static const char *callee_at(struct py_remote *r, struct code_entry *c, int line
 
 /* ---- frames ------------------------------------------------------------------ */
 
-int py_remote_describe(struct py_remote *r, uint64_t code, uint32_t offset, struct py_frame_desc *out) {
-    struct code_entry *c = code_entry(r, code);
+int py_remote_describe(struct py_remote *r, uint64_t code_word, uint32_t offset, struct py_frame_desc *out) {
+    uint64_t code = code_word & ASTRACE_CODE_ADDR_MASK;
+    struct code_entry *c = code_entry(r, code, code_word >> 48);
     out->callee = NULL;
     if (!c->readable) {
         snprintf(r->scratch, sizeof r->scratch, "<code 0x%llx>", (unsigned long long)code);

@@ -9,8 +9,9 @@
  * was taken inside a call into native code such as time.sleep), the called
  * expression is read from the source line, using the instruction's columns.
  *
- * A code object freed and replaced by another at the same address keeps its
- * old names here: code objects rarely die while a program runs.
+ * Code objects die (a module's body once it is imported) and others take
+ * their address: a sample's code word carries a tag of the object's
+ * identity (record.h), and an entry whose tag differs is read anew.
  */
 #ifndef ASTRACE_PY_REMOTE_H
 #define ASTRACE_PY_REMOTE_H
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "astrace/record.h"
 #include "astrace/shm_format.h"
 
 struct py_remote;
@@ -31,10 +33,12 @@ struct py_frame_desc {
 
 struct py_remote *py_remote_new(int pid, const struct astrace_py_layout *layout);
 void py_remote_free(struct py_remote *r);
-/* Describes the frame of `code` at byte offset `offset` (UINT32_MAX:
- * unknown). Returns 0, or -1 when the code object cannot be read (the
- * description then names the address). Strings live as long as r. */
-int py_remote_describe(struct py_remote *r, uint64_t code, uint32_t offset, struct py_frame_desc *out);
+/* Describes the frame of `code_word` (a sample's: address and identity
+ * tag, astrace_code_word) at byte offset `offset` (UINT32_MAX: unknown).
+ * Returns 0, or -1 when the code object cannot be read or is no longer the
+ * one sampled (the description then names the address). Strings live
+ * until the next call for the same address. */
+int py_remote_describe(struct py_remote *r, uint64_t code_word, uint32_t offset, struct py_frame_desc *out);
 
 /* Location-table decoding (CPython 3.11+ format), exposed for the tests:
  * the line and columns of the instruction at code unit `unit`; -1 where

@@ -43,6 +43,7 @@ struct py_frame_names {
     char *function; /* "qualname (file:line)" */
     char *callee;   /* called expression, or NULL */
     struct frame_iid_cache function_iid, callee_iid;
+    uint64_t tag; /* identity tag of the code object named (record.h) */
 };
 
 struct native_frame_names {
@@ -104,18 +105,21 @@ static const char *short_file(const char *path, char *out, size_t cap) {
 
 /* The one name of all code addresses no code object can have. Shared by every
  * process, so it keeps no iid (those are per process sequence). */
-static struct py_frame_names impossible_code = {"<code at an impossible address>", NULL, {0, 0}, {0, 0}};
+static struct py_frame_names impossible_code = {"<code at an impossible address>", NULL, {0, 0}, {0, 0}, 0};
 
-static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, uint32_t offset) {
+static struct py_frame_names *py_names(struct sample_state *s, uint64_t code_word, uint32_t offset) {
     /* The cache key packs both: code objects are 8-aligned below 2^47;
-     * offsets past 2^20 bytes (never seen in real code) count as unknown. */
+     * offsets past 2^20 bytes (never seen in real code) count as unknown.
+     * An entry names one code object: its identity tag must match. */
+    uint64_t code = code_word & ASTRACE_CODE_ADDR_MASK, tag = code_word >> 48;
     if (offset >= (1u << 20) - 1) offset = UINT32_MAX;
     uint64_t key = (code >> 3) | (uint64_t)(offset == UINT32_MAX ? (1u << 20) - 1 : offset) << 44;
     if (code >= (1ull << 47) || !key) key = 0;
     struct py_frame_names *f = key ? u64map_get(&s->py_frames, key) : NULL;
-    if (f) return f;
+    if (f && f->tag == tag) return f;
+    struct py_frame_names *earlier = f; /* another code object that lived at this address */
     struct py_frame_desc d;
-    py_remote_describe(s->py, code, offset, &d); /* an unreadable one is named after its address */
+    py_remote_describe(s->py, code_word, offset, &d); /* an unreadable one is named after its address */
     char text[1024], shortbuf[512];
     if (d.line > 0)
         snprintf(text, sizeof text, "%s (%s:%d)", d.qualname, short_file(d.file, shortbuf, sizeof shortbuf), d.line);
@@ -126,8 +130,10 @@ static struct py_frame_names *py_names(struct sample_state *s, uint64_t code, ui
     f = xcalloc(1, sizeof *f);
     f->function = xstrdup(text);
     f->callee = d.callee ? xstrdup(d.callee) : NULL;
+    f->tag = tag;
     if (key) {
         u64map_put(&s->py_frames, key, f);
+        if (earlier) free_py_frame(earlier);
     } else { /* an address no code object has: keep one name for all of them */
         free_py_frame(f);
         return &impossible_code;

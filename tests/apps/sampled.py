@@ -37,7 +37,9 @@ async def burner():
     burn(0.3)  # BURN_LINE
     print(f"burn cpu ms {(time.thread_time() - cpu) * 1000:.1f}", flush=True)
     await asyncio.sleep(0.02)
+    cpu = time.thread_time()
     time.sleep(0.3)  # SLEEP_LINE
+    print(f"sleep cpu ms {(time.thread_time() - cpu) * 1000:.1f}", flush=True)
     await asyncio.sleep(0.02)
 
 
