@@ -153,21 +153,12 @@ def _forked_child():
             pass
 
 
-def _wrap_threads():
+def _hook_threads():
+    """Each threading.Thread gets a ring named after it, and is sampled
+    while it runs: a C hook on Thread._bootstrap_inner (no Python frame of
+    ours in the thread's stack)."""
     import threading
-    original = threading.Thread._bootstrap_inner
-
-    def _bootstrap_inner(self):
-        try:
-            _astrace.thread_started(self.name)
-        except Exception:
-            pass
-        try:
-            return original(self)
-        finally:
-            _astrace.thread_finished()
-
-    threading.Thread._bootstrap_inner = _bootstrap_inner
+    _astrace.hook(threading.Thread, "_bootstrap_inner", _astrace.HOOK_THREAD_RUN)
 
 
 def _call_opcodes():
@@ -265,7 +256,7 @@ def start():
     os.register_at_fork(after_in_child=_forked_child)
     import atexit
     atexit.register(_astrace.stop)
-    _wrap_threads()
+    _hook_threads()
     if _COUNTERS and _HOOKS_ON:
         import gc
         gc.callbacks.append(_astrace.gc_callback)

@@ -128,6 +128,11 @@ int code_info_is_cached(const struct code_info *ci) {
 }
 
 const struct code_info *code_info_get(PyObject *code) {
+    /* An immortal code object is the interpreter's own, never user code,
+     * and may be one not even CPython's attribute getters can read (3.13+'s
+     * _Py_InitCleanup lives in read-only memory, and co_code would write
+     * to it). */
+    if (rt_immortal(code)) return NULL;
     uint32_t gen = atomic_load_explicit(&rt_generation, memory_order_relaxed);
     if (codes_used * 2 >= codes_cap && codes_cap < CACHE_MAX) grow_codes();
     if (!codes) {
@@ -148,7 +153,7 @@ const struct code_info *code_info_get(PyObject *code) {
         fill(&scratch, code);
         return &scratch;
     }
-    Py_INCREF(code);
+    Py_INCREF(code); /* kept alive: its address stays its own */
     codes[i].code = code;
     codes[i].generation = gen;
     fill(&codes[i].info, code);

@@ -10,6 +10,7 @@ enum hook_kind {
     HOOK_HANDLE_RUN,   /* asyncio.events.Handle._run */
     HOOK_CREATE_TASK,  /* BaseEventLoop.create_task */
     HOOK_LOOP_INIT,    /* BaseEventLoop.__init__: the new loop's ready queue is adopted */
+    HOOK_THREAD_RUN,   /* threading.Thread._bootstrap_inner: the thread's ring, name and sampling */
 };
 
 /* init_loop(): the TimerHandle class (its _when is its due time) and

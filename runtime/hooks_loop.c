@@ -1,7 +1,8 @@
 /* Event-loop hooks: wrappers around BaseEventLoop._run_once, the selectors'
  * select() and Handle._run that write loop-iteration, poll and callback
  * records, then call the original with the same arguments and return what it
- * returned (or let its exception through unchanged).
+ * returned (or let its exception through unchanged). The same mechanism
+ * names each threading.Thread in the trace and samples it while it runs.
  *
  * A wrapper is an instance of MethodHook, a small callable type that behaves
  * like a function stored on a class: it carries the method-descriptor flag,
@@ -223,6 +224,27 @@ static PyObject *call_loop_init(MethodHook *self, const struct call *c) {
     return res;
 }
 
+/* threading.Thread._bootstrap_inner(self): the thread's whole life. It
+ * gets a ring named after the Thread, and is sampled until its run() is
+ * done (its thread state is still alive then). A C hook adds no frame to
+ * the thread's Python stack. */
+static struct rt_attr a_name = RT_ATTR("name");
+
+static PyObject *call_thread_run(MethodHook *self, const struct call *c) {
+    if (arg(c, 0)) {
+        struct rt_guard g;
+        rt_guard_enter(&g);
+        PyObject *name = rt_attr_get(&a_name, arg(c, 0));
+        const char *text = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, NULL) : NULL;
+        rt_thread_begin(text ? text : "");
+        Py_XDECREF(name);
+        rt_guard_leave(&g);
+    }
+    PyObject *res = call_original(self, c);
+    rt_thread_end();
+    return res;
+}
+
 static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     MethodHook *self = (MethodHook *)op;
     struct call c = {args, nargsf, (Py_ssize_t)(nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET), kwnames};
@@ -232,6 +254,7 @@ static PyObject *hook_vectorcall(PyObject *op, PyObject *const *args, size_t nar
     case HOOK_HANDLE_RUN: return call_handle_run(self, &c);
     case HOOK_CREATE_TASK: return call_create_task(self, &c);
     case HOOK_LOOP_INIT: return call_loop_init(self, &c);
+    case HOOK_THREAD_RUN: return call_thread_run(self, &c);
     default: return call_original(self, &c);
     }
 }

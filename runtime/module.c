@@ -11,7 +11,6 @@
  *                            arm the stack sampler (before thread_started)
  *   sampler_stop()           disarm it (the program wants the signal back)
  *   thread_started(name)     give the calling thread a ring and a name
- *   thread_finished()        stop sampling the calling thread
  *   stop()                   stop recording (atexit)
  *   active()                 whether this process records
  */
@@ -87,7 +86,7 @@ static PyObject *mod_hook(PyObject *m, PyObject *args) {
     PyObject *cls, *name;
     int kind;
     if (!PyArg_ParseTuple(args, "OUi", &cls, &name, &kind)) return NULL;
-    if (kind < HOOK_RUN_ONCE || kind > HOOK_LOOP_INIT) {
+    if (kind < HOOK_RUN_ONCE || kind > HOOK_THREAD_RUN) {
         PyErr_SetString(PyExc_ValueError, "unknown hook kind");
         return NULL;
     }
@@ -156,22 +155,11 @@ static PyObject *mod_sampler_stop(PyObject *m, PyObject *args) {
 
 /* The thread's Python code is done: stop sampling it now, while its thread
  * state still exists (the ring itself is released at thread exit). */
-static PyObject *mod_thread_finished(PyObject *m, PyObject *args) {
-    (void)m;
-    (void)args;
-    if (rt_tls.has_ring && rt_tls.generation == atomic_load(&rt_generation)) {
-        rt_tls.has_samples = 0;
-        rt_sampler_thread_stop(rt_tls.ring.hdr->index);
-    }
-    Py_RETURN_NONE;
-}
-
 static PyObject *mod_thread_started(PyObject *m, PyObject *args) {
     (void)m;
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
-    if (atomic_load(&rt_generation) && rt_tls.generation != atomic_load(&rt_generation)) rt_thread_claim();
-    rt_thread_set_name(name);
+    rt_thread_begin(name);
     Py_RETURN_NONE;
 }
 
@@ -266,7 +254,6 @@ static PyMethodDef methods[] = {
     {"sampler_start", mod_sampler_start, METH_VARARGS,
      "sampler_start(rate_hz, cpu, native, signo, probe_code, probe_strings, call_ops): arm the sampler."},
     {"sampler_stop", mod_sampler_stop, METH_NOARGS, "Stop sampling (every thread's timer is deleted)."},
-    {"thread_finished", mod_thread_finished, METH_NOARGS, "Stop sampling the calling thread (its run() returned)."},
     {"thread_started", mod_thread_started, METH_VARARGS, "Name the calling thread in the trace."},
     {"stop", mod_stop, METH_NOARGS, "Stop recording in this process."},
     {"active", mod_active, METH_NOARGS, "True while this process records."},
@@ -295,6 +282,7 @@ PyMODINIT_FUNC PyInit__astrace(void) {
         PyModule_AddIntConstant(m, "HOOK_HANDLE_RUN", HOOK_HANDLE_RUN) ||
         PyModule_AddIntConstant(m, "HOOK_CREATE_TASK", HOOK_CREATE_TASK) ||
         PyModule_AddIntConstant(m, "HOOK_LOOP_INIT", HOOK_LOOP_INIT) ||
+        PyModule_AddIntConstant(m, "HOOK_THREAD_RUN", HOOK_THREAD_RUN) ||
 
         PyModule_AddIntConstant(m, "SHM_VERSION", ASTRACE_SHM_VERSION)) {
         Py_DECREF(m);

@@ -16,4 +16,13 @@ PyAPI_FUNC(PyObject *) PyObject_Vectorcall(PyObject *callable, PyObject *const *
 PyAPI_FUNC(PyObject *) PyVectorcall_Call(PyObject *callable, PyObject *tuple, PyObject *dict);
 #define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
 #endif
+
+/* An immortal object (3.12+): never freed, and possibly in read-only memory
+ * (3.13's _Py_InitCleanup, the code of the frame that finishes a Python
+ * __init__). The 3.11 limited API's Py_INCREF would write to it: skip that.
+ * Every CPython since 3.12 keeps bit 31 of the refcount's low half set on
+ * immortal objects; a mortal one never holds 2^31 references. */
+static inline int rt_immortal(PyObject *o) {
+    return ((uint32_t)Py_REFCNT(o) & 0x80000000u) != 0;
+}
 #endif

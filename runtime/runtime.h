@@ -75,6 +75,8 @@ int rt_segment_start(const struct rt_config *cfg, const char *python_version, in
 void rt_segment_stop(void);
 int rt_thread_claim(void);                         /* 0 on success, -1 if no ring or not recording */
 void rt_thread_set_name(const char *name);         /* sets the name on this thread's ring */
+void rt_thread_begin(const char *name);            /* a Python thread starts (or is named): its ring and name */
+void rt_thread_end(void);                          /* its Python code is done: stop sampling it */
 uint32_t rt_string_add(const char *s, size_t len); /* 0 if it could not be stored */
 void rt_count_no_ring_drop(void);
 void rt_count_runtime_error(void); /* exc_guard.h: astrace's own work failed */

@@ -243,6 +243,21 @@ int rt_thread_claim(void) {
     return -1;
 }
 
+void rt_thread_begin(const char *name) {
+    uint32_t gen = atomic_load(&rt_generation);
+    if (gen && rt_tls.generation != gen) rt_thread_claim();
+    rt_thread_set_name(name);
+}
+
+/* Sampling stops while the thread state still exists; the ring itself is
+ * released at thread exit (release_ring). */
+void rt_thread_end(void) {
+    if (rt_tls.has_ring && rt_tls.generation == atomic_load(&rt_generation)) {
+        rt_tls.has_samples = 0;
+        rt_sampler_thread_stop(rt_tls.ring.hdr->index);
+    }
+}
+
 void rt_thread_set_name(const char *name) {
     if (!rt_tls.has_ring || rt_tls.generation != atomic_load(&rt_generation)) return;
     /* Kept in the ring header too, so a fork child can inherit it. */

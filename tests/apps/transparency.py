@@ -10,6 +10,7 @@ stderr (where astrace's notes must never appear), fork, and the exit status.
 """
 import asyncio
 import gc
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -174,6 +175,7 @@ def threads():
     def in_thread():
         asyncio.run(asyncio.sleep(0))
         result.append(threading.current_thread().name)
+        result.append([f.name for f in traceback.extract_stack()])  # no frame of astrace's
 
     t = threading.Thread(target=in_thread, name="worker-loop")
     t.start()
@@ -201,6 +203,27 @@ def forked():
     say("fork child exit", os.waitstatus_to_exitcode(status))
 
 
+async def quick():
+    await asyncio.sleep(0)
+
+
+def stdlib_started_children():
+    # Fork children whose task is created by asyncio itself, with no user
+    # code above the interpreter's own frames (3.13+'s __init__ cleanup
+    # frame under multiprocessing's Popen.__init__): astrace once crashed
+    # reading that frame's code object.
+    ctx = multiprocessing.get_context("fork")
+    codes = []
+    for _ in range(3):
+        coro = quick()
+        p = ctx.Process(target=asyncio.run, args=(coro,))
+        p.start()
+        p.join()
+        coro.close()  # the parent's copy, never run here
+        codes.append(p.exitcode)
+    say("children started by the stdlib exit", codes)
+
+
 def main():
     step_raises(KeyboardInterrupt("from a task"))
     step_raises(SystemExit(4))
@@ -215,6 +238,7 @@ def main():
     threads()
     child_stderr()
     forked()
+    stdlib_started_children()
     print("to stderr", file=sys.stderr, flush=True)
     sys.exit(7)
 
