@@ -41,11 +41,11 @@ struct py_frame_layout {
     int resume_op, resume_quick_op;
 };
 
-/* Fills *out for this interpreter (sys.hexversion, types.CodeType,
- * types.CoroutineType) and checks it against the calling thread's frames.
- * Returns 1, or 0 with the reason in `why`. Call with the GIL held, from
- * Python code. ASTRACE_PY_OFFSETS=table-only (for tests) ignores the
- * published offsets, as on an interpreter that has none. */
+/* Fills *out with the candidate layout for this interpreter (sys.hexversion,
+ * types.CodeType, types.CoroutineType); pyframes_init() then checks it
+ * against the calling thread's frames. Returns 1, or 0 with the reason in
+ * `why`. Call with the GIL held. ASTRACE_PY_OFFSETS=table-only (for tests)
+ * ignores the published offsets, as on an interpreter that has none. */
 int py_offsets_find(long hexversion, PyObject *code_type, PyObject *coro_type, struct py_frame_layout *out,
                     char *why, size_t whylen);
 

@@ -175,18 +175,18 @@ static int see_frame(PyObject *code, int offset, void *arg) {
 
 /* A candidate layout is used only if it reads the calling thread's frames
  * the way the interpreter itself reports them: the innermost code object is
- * PyEval_GetFrame()'s, every frame holds a code object with its instruction
- * inside it, and the chain ends within MAX_DEPTH frames. */
+ * PyEval_GetFrame()'s, every frame (of the innermost MAX_DEPTH) holds a
+ * code object with its instruction inside it, and the chain ends. */
 static int check_layout(void) {
     struct frames_seen seen = {0, 0, NULL};
     const char *frame;
     if (top_frame(PyThreadState_Get(), &frame) != 0) return 0;
-    int depth = 0;
-    while (frame && depth <= MAX_DEPTH) {
+    int depth = 0; /* the chain must end (a misread `previous` would cycle or wander) */
+    while (frame && depth <= 100000) {
         frame = read_ptr(frame, layout->previous);
         depth++;
     }
-    if (depth > MAX_DEPTH) return 0;
+    if (depth > 100000) return 0;
     if (pyframes_walk_current(see_frame, &seen) != 0 || !seen.count || seen.bad_offset) return 0;
     PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
     PyObject *code = f ? (PyObject *)PyFrame_GetCode(f) : NULL;
