@@ -130,6 +130,8 @@ class _HookFinder:
         original_exec = loader.exec_module
 
         def exec_module(module):
+            if module.__name__ != name:  # a loader shared by several modules (zipimport)
+                return original_exec(module)
             try:
                 del loader.exec_module
             except AttributeError:
